@@ -1,0 +1,46 @@
+# radstudy: `make demo` runs the default study end to end, `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= all
+SNAKEMAKE := $(BIN)/snakemake
+
+.PHONY: demo test test-fast lint format bench clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+## demo: the whole DAG on the default config (synthetic 4-center cohort) -> results/report/report.html
+demo: venv
+	$(SNAKEMAKE) --cores $(CORES)
+	@echo "report: results/report/report.html"
+
+## test: unit + integration tests (real Snakemake runs on tiny cohorts)
+test: venv
+	$(BIN)/python -m pytest -q
+
+## test-fast: unit tests only
+test-fast: venv
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: venv
+	$(BIN)/ruff check scripts tests bench
+	$(BIN)/ruff format --check scripts tests bench
+	$(BIN)/snakefmt --check Snakefile rules
+	$(SNAKEMAKE) --lint
+
+format: venv
+	$(BIN)/ruff format scripts tests bench
+	$(BIN)/snakefmt Snakefile rules
+
+bench: venv
+	$(BIN)/python bench/bench_pipeline.py
+
+clean:
+	rm -rf results logs benchmarks .snakemake

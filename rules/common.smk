@@ -1,0 +1,161 @@
+"""Config + cohort sheet: validate, derive case lists, input functions. No rules.
+
+Reads config.yaml (validated against config.schema.yaml) and the cohort sheet
+(validated against rules/schemas/cases.schema.yaml). Writes, at parse time and
+only when their content changes, results/cohort/cases.tsv,
+results/cohort/sheet_excluded.tsv and results/cohort/centers/{center}.tsv, so
+that adding a center never touches the files of the old ones.
+"""
+
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from radstudy import cohort as rs_cohort  # noqa: E402
+from radstudy.errors import ConfigError  # noqa: E402
+
+
+validate(config, Path(workflow.basedir) / "config.schema.yaml")
+
+if config["synthetic"]["enabled"] and not Path(config["cohort"]["sheet"]).is_file():
+    from radstudy.synth import generate_cohort
+
+    generate_cohort(Path(config["cohort"]["sheet"]).parent, config["synthetic"]["spec"])
+
+try:
+    CASES, SHEET_EXCLUDED = rs_cohort.load_cohort(
+        config["cohort"]["sheet"],
+        config,
+        Path(workflow.basedir) / "rules" / "schemas" / "cases.schema.yaml",
+    )
+except ConfigError as err:
+    raise WorkflowError(f"cohort sheet: {err}")
+
+rs_cohort.materialize(CASES, SHEET_EXCLUDED, "results/cohort")
+
+SEQS = list(config["cohort"]["sequences"])
+READERS = list(config["cohort"]["readers"])
+REF_READER = config["cohort"]["reference_reader"]
+CENTERS = sorted(CASES["center"].unique())
+TRAIN_CENTERS = rs_cohort.training_centers(CASES)
+ENDPOINTS = sorted(config["endpoints"])
+MODELS = {ep: sorted(config["models"].get(ep, {})) for ep in ENDPOINTS}
+ROW = CASES.set_index("case_id")
+TRAIN_IDS = sorted(ROW.index[ROW["split"] == "train"])
+ORGAN_COL = config["cohort"].get("organ_mask_column") or None
+SEG_READERS = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
+    config["segmentation"]["method"]
+]
+MODEL_READER = config["features"]["model_reader"]
+# masks carried through preprocessing: every reader, plus the organ mask if given
+PREP_MASKS = READERS + (["organ"] if ORGAN_COL else [])
+
+
+wildcard_constraints:
+    case="|".join(sorted(ROW.index)),
+    seq="|".join(SEQS),
+    reader="|".join(READERS + SEG_READERS),
+    center="|".join(CENTERS),
+    endpoint="|".join(ENDPOINTS),
+
+
+def case_dir(case, seq):
+    return f"results/cases/{case}/{seq}"
+
+
+def center_cases(center):
+    return sorted(ROW.index[ROW["center"] == center])
+
+
+def sheet_image(wildcards):
+    return ROW.loc[wildcards.case, f"image_{wildcards.seq}"]
+
+
+def sheet_masks(wildcards):
+    """Reader masks given in the sheet (empty cells are skipped)."""
+    row = ROW.loc[wildcards.case]
+    masks = {r: row[f"mask_{r}"] for r in READERS}
+    if ORGAN_COL:
+        masks["organ"] = row[ORGAN_COL]
+    return {r: p for r, p in masks.items() if p is not None}
+
+
+def sheet_mask_files(wildcards):
+    return sorted(sheet_masks(wildcards).values())
+
+
+def organ_mask(wildcards):
+    """The organ mask on the prepared grid, if the sheet gives one."""
+    return [f"{case_dir(wildcards.case, wildcards.seq)}/mask_organ.nii.gz"] if ORGAN_COL else []
+
+
+def nyul_inputs(wildcards):
+    """Training cases only: the landmarks never see test or external rows."""
+    region = {"organ": "organ", "roi": REF_READER}.get(config["preprocess"]["nyul_region"])
+    if region == "organ" and not ORGAN_COL:
+        region = REF_READER
+    out = {"images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in TRAIN_IDS]}
+    if region:
+        out["masks"] = [f"{case_dir(c, wildcards.seq)}/mask_{region}.nii.gz" for c in TRAIN_IDS]
+    return out
+
+
+def normalization_extra(wildcards):
+    if config["preprocess"]["normalization"] == "nyul":
+        return {"nyul": f"results/normalisation/nyul_{wildcards.seq}.json"}
+    return {}
+
+
+def case_feature_files(center, reader=MODEL_READER):
+    """Per-case feature files of one center's cases (all sequences)."""
+    files = {}
+    for case in center_cases(center):
+        files[case] = [
+            f"{case_dir(case, s)}/features_{reader}.parquet" for s in SEQS
+        ]
+        if config["deep"]["enabled"]:
+            files[case] += [f"{case_dir(case, s)}/deep.parquet" for s in SEQS]
+    return files
+
+
+def center_assembly_inputs(wildcards):
+    files = case_feature_files(wildcards.center)
+    return {
+        "sheet": f"results/cohort/centers/{wildcards.center}.tsv",
+        "features": [f for case in sorted(files) for f in files[case]],
+    }
+
+
+def case_files_param(wildcards):
+    return case_feature_files(wildcards.center)
+
+
+def reader_files_param(wildcards):
+    """[case, reader, files of every sequence] per case x reader of one center."""
+    return [
+        [case, r, [f"{case_dir(case, s)}/features_{r}.parquet" for s in SEQS]]
+        for case in center_cases(wildcards.center)
+        for r in READERS
+    ]
+
+
+def reader_table_inputs(wildcards):
+    return [f for _, _, files in reader_files_param(wildcards) for f in files]
+
+
+def train_tables(kind="raw"):
+    return [f"results/features/{kind}/{c}.parquet" for c in TRAIN_CENTERS]
+
+
+def train_sheets():
+    return [f"results/cohort/centers/{c}.tsv" for c in TRAIN_CENTERS]
+
+
+def report_inputs(pattern):
+    """One path per endpoint x model."""
+    return [
+        pattern.format(endpoint=ep, model=m) for ep in ENDPOINTS for m in MODELS[ep]
+    ]

@@ -1,0 +1,55 @@
+"""Per-case feature extraction.
+
+Inputs:  results/cases/{case}/{seq}/image.nii.gz, mask_{reader}.nii.gz
+Outputs: results/cases/{case}/{seq}/features_{reader}.parquet  pyradiomics, one row
+         results/cases/{case}/{seq}/deep.parquet               ResNet features (deep.enabled)
+"""
+
+
+rule extract_radiomics:
+    input:
+        image=rules.normalize_image.output.image,
+        mask="results/cases/{case}/{seq}/mask_{reader}.nii.gz",
+    output:
+        features="results/cases/{case}/{seq}/features_{reader}.parquet",
+    params:
+        cfg=config["features"],
+    log:
+        "logs/extract_radiomics/{case}_{seq}_{reader}.log",
+    benchmark:
+        "benchmarks/extract_radiomics/{case}_{seq}_{reader}.tsv"
+    group:
+        "case"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/imaging.yaml"
+    script:
+        "../scripts/extract_radiomics.py"
+
+
+rule extract_deep:
+    input:
+        image=rules.normalize_image.output.image,
+        mask=f"results/cases/{{case}}/{{seq}}/mask_{MODEL_READER}.nii.gz",
+    output:
+        features="results/cases/{case}/{seq}/deep.parquet",
+    params:
+        cfg=config["deep"],
+        seed=config["seed"],
+    log:
+        "logs/extract_deep/{case}_{seq}.log",
+    benchmark:
+        "benchmarks/extract_deep/{case}_{seq}.tsv"
+    group:
+        "case"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/deep.yaml"
+    script:
+        "../scripts/extract_deep.py"

@@ -1,0 +1,110 @@
+"""Per-center feature tables and ComBat harmonisation.
+
+Inputs:  per-case feature files, results/cohort/centers/{center}.tsv
+Outputs: results/features/raw/{center}.parquet         wide table (model reader + clinical)
+         results/features/readers/{center}.parquet     long table, every reader (for ICC)
+         results/features/excluded/{center}.tsv        cases excluded while processing
+         results/features/combat.joblib                ComBat fitted on training rows only
+         results/features/harmonized/{center}.parquet  that center mapped onto the reference
+         results/cohort/excluded.tsv                   every exclusion with its reason
+"""
+
+
+localrules:
+    collect_exclusions,
+
+
+rule assemble_center:
+    input:
+        unpack(center_assembly_inputs),
+    output:
+        table="results/features/raw/{center}.parquet",
+        excluded="results/features/excluded/{center}.tsv",
+    params:
+        files=case_files_param,
+        clinical=config["cohort"]["clinical"],
+    log:
+        "logs/assemble_center/{center}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/assemble_center.py"
+
+
+rule assemble_readers:
+    input:
+        reader_table_inputs,
+    output:
+        table="results/features/readers/{center}.parquet",
+    params:
+        files=reader_files_param,
+    log:
+        "logs/assemble_readers/{center}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/assemble_readers.py"
+
+
+rule collect_exclusions:
+    input:
+        sheet="results/cohort/sheet_excluded.tsv",
+        centers=expand("results/features/excluded/{center}.tsv", center=CENTERS),
+    output:
+        excluded="results/cohort/excluded.tsv",
+    log:
+        "logs/collect_exclusions.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/collect_exclusions.py"
+
+
+rule fit_combat:
+    input:
+        tables=train_tables("raw"),
+    output:
+        model="results/features/combat.joblib",
+        summary="results/features/combat.json",
+    params:
+        cfg=config["harmonization"],
+    log:
+        "logs/fit_combat.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/fit_combat.py"
+
+
+rule harmonize_center:
+    input:
+        model=rules.fit_combat.output.model,
+        table="results/features/raw/{center}.parquet",
+    output:
+        table="results/features/harmonized/{center}.parquet",
+    log:
+        "logs/harmonize_center/{center}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/harmonize_center.py"

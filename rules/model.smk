@@ -1,0 +1,79 @@
+"""Models per endpoint: fit on training rows, cross-validate, predict each center.
+
+Inputs:  results/features/raw/{center}.parquet (training centers for fitting),
+         results/cohort/centers/{center}.tsv (outcomes), results/selection/robust.txt
+Outputs: results/models/{endpoint}/{model}/model.joblib  whole pipeline (ComBat ->
+             selection -> scaler -> [SMOTE] -> classifier | Cox), fitted on training rows
+         results/models/{endpoint}/{model}/card.json     inputs, features, threshold, versions
+         results/models/{endpoint}/{model}/selection.tsv selected features with weights
+         results/evaluation/{endpoint}/{model}/cv.tsv    out-of-fold predictions (refit per fold)
+         results/evaluation/{endpoint}/{model}/predictions/{center}.tsv
+"""
+
+
+rule fit_model:
+    input:
+        tables=train_tables("raw"),
+        sheets=train_sheets(),
+        robust=rules.compute_icc.output.robust,
+    output:
+        model="results/models/{endpoint}/{model}/model.joblib",
+        card="results/models/{endpoint}/{model}/card.json",
+        selection="results/models/{endpoint}/{model}/selection.tsv",
+    params:
+        cfg=config,
+    log:
+        "logs/fit_model/{endpoint}_{model}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/fit_model.py"
+
+
+rule cross_validate_model:
+    input:
+        tables=train_tables("raw"),
+        sheets=train_sheets(),
+        robust=rules.compute_icc.output.robust,
+    output:
+        predictions="results/evaluation/{endpoint}/{model}/cv.tsv",
+    params:
+        cfg=config,
+    log:
+        "logs/cross_validate_model/{endpoint}_{model}.log",
+    benchmark:
+        "benchmarks/cross_validate_model/{endpoint}_{model}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/cross_validate_model.py"
+
+
+rule predict_center:
+    input:
+        model=rules.fit_model.output.model,
+        card=rules.fit_model.output.card,
+        table="results/features/raw/{center}.parquet",
+        sheet="results/cohort/centers/{center}.tsv",
+    output:
+        predictions="results/evaluation/{endpoint}/{model}/predictions/{center}.tsv",
+    params:
+        cfg=config,
+    log:
+        "logs/predict_center/{endpoint}_{model}_{center}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/stats.yaml"
+    script:
+        "../scripts/predict_center.py"

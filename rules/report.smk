@@ -1,0 +1,41 @@
+"""The HTML report a clinician reads.
+
+Inputs:  cohort tables, exclusions, ICC, model cards, metrics and curves of every
+         endpoint x model, harmonised tables (ComBat diagnostics)
+Outputs: results/report/report.html  one self-contained file (figures inlined)
+"""
+
+
+localrules:
+    render_report,
+
+
+rule render_report:
+    input:
+        cases="results/cohort/cases.tsv",
+        excluded=rules.collect_exclusions.output.excluded,
+        icc=rules.compute_icc.output.icc,
+        combat=rules.fit_combat.output.summary,
+        raw=expand("results/features/raw/{center}.parquet", center=CENTERS),
+        harmonized=expand("results/features/harmonized/{center}.parquet", center=CENTERS),
+        cards=report_inputs("results/models/{endpoint}/{model}/card.json"),
+        selections=report_inputs("results/models/{endpoint}/{model}/selection.tsv"),
+        metrics=report_inputs("results/evaluation/{endpoint}/{model}/metrics.tsv"),
+        curves=report_inputs("results/evaluation/{endpoint}/{model}/curves.parquet"),
+        qc=expand(
+            "results/cases/{case}/{seq}/qc.json", case=sorted(ROW.index), seq=SEQS
+        ),
+    output:
+        html="results/report/report.html",
+    params:
+        cfg=config,
+    log:
+        "logs/render_report.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/render_report.py"

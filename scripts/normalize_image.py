@@ -1,0 +1,22 @@
+"""Glue for rule normalize_image: z-score in ROI or Nyul landmarks, one case x seq."""
+
+from radstudy.casestep import run_case_step
+from radstudy.logs import setup_logging
+from radstudy.preprocess import normalize_case
+
+
+def main(sm) -> None:
+    setup_logging(sm.log[0])
+    nyul = sm.input.get("nyul")
+    run_case_step(
+        sm.wildcards.case,
+        inputs=[sm.input.image, sm.input.mask],
+        outputs=[sm.output.image],
+        step=lambda: normalize_case(
+            sm.wildcards.case, sm.input.image, sm.input.mask, sm.output.image,
+            sm.params.cfg, nyul_json=nyul,
+        ),
+    )
+
+
+main(snakemake)  # noqa: F821

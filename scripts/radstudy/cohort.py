@@ -1,0 +1,232 @@
+"""The cohort sheet: load, validate, apply inclusion criteria, slice per center.
+
+The sheet (TSV) has one row per case. Which columns it needs follows from the
+config: ``image_{seq}`` per sequence, ``mask_{reader}`` per reader, clinical
+columns and the outcome columns of every endpoint. Paths are relative to the
+sheet's folder unless absolute. Every error names the row and the column and
+stops the run before any job starts (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from jsonschema import Draft7Validator
+
+from radstudy.errors import ConfigError
+
+SPLITS = ("train", "test", "external")
+
+
+def required_columns(cfg: dict) -> dict[str, str]:
+    """Columns the config asks for, mapped to their kind (for error messages)."""
+    c = cfg["cohort"]
+    cols = {"case_id": "id", "center": "meta", "split": "meta"}
+    cols.update({f"image_{s}": "image" for s in c["sequences"]})
+    cols.update({f"mask_{r}": "mask" for r in c["readers"]})
+    cols.update({col: "clinical" for col in c.get("clinical", [])})
+    cols.update({col: "descriptor" for col in c.get("descriptors", [])})
+    for name, ep in cfg.get("endpoints", {}).items():
+        if ep["type"] == "binary":
+            cols[ep["column"]] = f"outcome {name}"
+        else:
+            cols[ep["time"]] = f"outcome {name}"
+            cols[ep["event"]] = f"outcome {name}"
+    if c.get("organ_mask_column"):
+        cols[c["organ_mask_column"]] = "mask"
+    return cols
+
+
+def _row_schema(cfg: dict, base_schema: dict) -> dict:
+    """Per-row JSON schema: the static schema plus the columns from the config."""
+    schema = {**base_schema, "properties": dict(base_schema.get("properties", {}))}
+    req = required_columns(cfg)
+    for col, kind in req.items():
+        if col in schema["properties"]:
+            continue
+        if kind in ("image", "mask"):
+            schema["properties"][col] = {"type": ["string", "null"]}
+        elif kind.startswith("outcome") or kind in ("clinical", "descriptor"):
+            schema["properties"][col] = {"type": ["number", "null"]}
+    for name, ep in cfg.get("endpoints", {}).items():
+        if ep["type"] == "binary":
+            schema["properties"][ep["column"]] = {"enum": [0, 1, None]}
+        else:
+            schema["properties"][ep["event"]] = {"enum": [0, 1, None]}
+            schema["properties"][ep["time"]] = {"type": ["number", "null"], "minimum": 0}
+    schema["required"] = sorted(set(schema.get("required", [])) | {"case_id", "center", "split"})
+    return schema
+
+
+def _to_records(df: pd.DataFrame) -> list[dict]:
+    """Rows as dicts with NaN -> None and integral floats -> int (for the schema)."""
+    out = []
+    for rec in df.to_dict(orient="records"):
+        clean = {}
+        for k, v in rec.items():
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                clean[k] = None
+            elif isinstance(v, float) and v.is_integer():
+                clean[k] = int(v)
+            elif isinstance(v, (np.integer,)):
+                clean[k] = int(v)
+            elif isinstance(v, (np.floating,)):
+                clean[k] = float(v)
+            else:
+                clean[k] = v
+        out.append(clean)
+    return out
+
+
+def read_sheet(path: str | Path) -> pd.DataFrame:
+    """Read the sheet with every column as text first, then numbers where they parse."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"cohort sheet {path} does not exist (config key cohort.sheet)")
+    raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    df = raw.replace({"": None, "NA": None, "NaN": None, "nan": None})
+    text_cols = {"case_id", "center", "split"} | {
+        c for c in df.columns if c.startswith(("image_", "mask_")) or c.endswith("_mask")
+    }
+    for col in df.columns:
+        if col in text_cols:
+            continue
+        num = pd.to_numeric(df[col], errors="coerce")
+        bad = df[col].notna() & num.isna()
+        if not bad.any():
+            df[col] = num
+    return df
+
+
+def validate_sheet(df: pd.DataFrame, cfg: dict, schema: dict, sheet: str = "cases.tsv") -> None:
+    """Raise ConfigError naming row (1-based data row + case id) and column."""
+    req = required_columns(cfg)
+    missing = [c for c in req if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"{sheet}: missing column(s) {', '.join(missing)} "
+            f"(needed by config: {', '.join(req[c] for c in missing)})"
+        )
+    errors = []
+    validator = Draft7Validator(_row_schema(cfg, schema))
+    for i, rec in enumerate(_to_records(df)):
+        for err in sorted(validator.iter_errors(rec), key=lambda e: list(e.path)):
+            col = err.path[0] if err.path else (err.validator_value or ["?"])[0]
+            errors.append(
+                f"{sheet} row {i + 2} (case {rec.get('case_id')}), column '{col}': {err.message}"
+            )
+    dup = df["case_id"][df["case_id"].duplicated()].tolist()
+    if dup:
+        errors.append(f"{sheet}: duplicated case_id(s): {', '.join(map(str, dup))}")
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(errors[0] + more + "\n" + "\n".join(errors[1:20]))
+
+
+def resolve_paths(df: pd.DataFrame, sheet_dir: Path) -> pd.DataFrame:
+    """Make image/mask paths absolute, relative to the sheet's folder."""
+    df = df.copy()
+    for col in df.columns:
+        if col.startswith(("image_", "mask_")) or col.endswith("_mask"):
+            df[col] = [
+                None if v is None else str((sheet_dir / v).resolve()) if not Path(v).is_absolute()
+                else v
+                for v in df[col]
+            ]
+    return df
+
+
+def apply_inclusion(df: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the sheet into included cases and exclusions with a reason each.
+
+    Criteria: every sequence image given, the reference reader's mask given,
+    the ``cohort.require`` columns present (e.g. AFP, PRETEXT), and each
+    ``cohort.inclusion`` expression (pandas ``query`` syntax) true.
+    """
+    c = cfg["cohort"]
+    reasons: dict[str, str] = {}
+
+    def exclude(mask: pd.Series, why: str) -> None:
+        for cid in df.loc[mask, "case_id"]:
+            reasons.setdefault(cid, why)
+
+    for seq in c["sequences"]:
+        exclude(df[f"image_{seq}"].isna(), f"no {seq} image (column image_{seq} empty)")
+    if c.get("segmentation_needs_reader", True):
+        ref = c["reference_reader"]
+        exclude(df[f"mask_{ref}"].isna(), f"no mask of reference reader {ref}")
+    for col in c.get("require", []):
+        if col not in df.columns:
+            raise ConfigError(f"cohort.require names column '{col}' that the sheet lacks")
+        exclude(df[col].isna(), f"missing required value '{col}'")
+    for expr in c.get("inclusion", []):
+        try:
+            keep = df.eval(expr)
+        except Exception as err:  # pandas raises many types for a bad expression
+            raise ConfigError(f"cohort.inclusion expression {expr!r} failed: {err}") from err
+        exclude(~keep.fillna(False).astype(bool), f"inclusion criterion not met: {expr}")
+    excluded = pd.DataFrame(
+        {"case_id": list(reasons), "stage": "sheet", "reason": list(reasons.values())}
+    )
+    excluded = excluded.merge(df[["case_id", "center"]], on="case_id", how="left")
+    included = df[~df["case_id"].isin(reasons)]
+    return (
+        included.sort_values("case_id").reset_index(drop=True),
+        excluded[["case_id", "center", "stage", "reason"]].sort_values("case_id"),
+    )
+
+
+def load_cohort(
+    sheet: str | Path, cfg: dict, schema_path: str | Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read, validate and filter the sheet: (included cases, sheet-level exclusions)."""
+    sheet = Path(sheet)
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    df = read_sheet(sheet)
+    validate_sheet(df, cfg, schema, sheet=str(sheet))
+    df = resolve_paths(df, sheet.resolve().parent)
+    if df["split"].eq("train").sum() == 0:
+        raise ConfigError(f"{sheet}: no row has split 'train'; nothing to fit on")
+    return apply_inclusion(df, cfg)
+
+
+def to_tsv(df: pd.DataFrame) -> str:
+    """Deterministic TSV text (sorted columns kept as given, fixed float format)."""
+    buf = io.StringIO()
+    df.to_csv(buf, sep="\t", index=False, float_format="%.6g", lineterminator="\n")
+    return buf.getvalue()
+
+
+def write_if_changed(path: str | Path, text: str) -> bool:
+    """Write ``text`` only when it differs, so unchanged files keep their mtime.
+
+    The workflow materialises per-center slices of the sheet this way: adding a
+    new center must not touch the old centers' files, or Snakemake would rerun
+    their jobs.
+    """
+    path = Path(path)
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True
+
+
+def materialize(included: pd.DataFrame, excluded: pd.DataFrame, outdir: str | Path) -> None:
+    """Write cases.tsv, sheet_excluded.tsv and centers/{center}.tsv (only if changed)."""
+    outdir = Path(outdir)
+    write_if_changed(outdir / "cases.tsv", to_tsv(included))
+    write_if_changed(outdir / "sheet_excluded.tsv", to_tsv(excluded))
+    for center, rows in included.groupby("center", sort=True):
+        write_if_changed(outdir / "centers" / f"{center}.tsv", to_tsv(rows))
+
+
+def training_centers(included: pd.DataFrame) -> list[str]:
+    """Centers that contribute training rows (the harmonisation reference)."""
+    return sorted(included.loc[included["split"] == "train", "center"].unique())

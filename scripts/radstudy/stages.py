@@ -1,0 +1,343 @@
+"""Cohort stages of the workflow, one function per rule, over files.
+
+Each function reads its inputs, calls the estimators of the package, and
+writes its outputs deterministically. The fit discipline (DESIGN.md) is built
+in: fitting functions read only training rows; the model is one pipeline
+(group selection -> ComBat -> ICC filter -> selection -> scaler -> [SMOTE] ->
+classifier | Cox) so cross-validation refits the whole chain in every fold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from radstudy import __version__
+from radstudy.tables import read_outcomes, read_tables
+
+log = logging.getLogger(__name__)
+FLOAT = "%.6g"
+
+
+# ----------------------------------------------------------------------------- helpers
+def _write_tsv(df: pd.DataFrame, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, sep="\t", index=False, float_format=FLOAT, lineterminator="\n")
+
+
+def _write_json(obj: dict, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _dump(obj, path: str | Path) -> None:
+    """joblib dump with a fixed protocol and no compression: same object, same bytes."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(obj, path, protocol=4)
+
+
+def _endpoint(cfg: dict, endpoint: str) -> dict:
+    return cfg["endpoints"][endpoint]
+
+
+def _model_spec(cfg: dict, endpoint: str, model: str) -> dict:
+    return cfg["models"][endpoint][model]
+
+
+def _seed(cfg: dict, *salt: str) -> int:
+    """Per-step seed derived from the master seed and a name (stable across runs)."""
+    import zlib
+
+    return (int(cfg["seed"]) + zlib.crc32("/".join(salt).encode())) % (2**31 - 1)
+
+
+def training_xy(
+    tables: list[str], sheets: list[str], ep: dict
+) -> tuple[pd.DataFrame, pd.Series | pd.DataFrame]:
+    """Training rows (split == train) with a known outcome: X (center + features), y."""
+    X = read_tables(tables)
+    X = X[X["split"] == "train"].drop(columns="split")
+    y = read_outcomes(sheets, ep).reindex(X.index)
+    known = y.notna() if isinstance(y, pd.Series) else y.notna().all(axis=1)
+    if (~known).any():
+        log.warning("%d training rows without outcome left out", int((~known).sum()))
+    X, y = X[known], y[known]
+    if isinstance(y, pd.Series):
+        y = y.astype(int)
+    else:
+        y = y.astype({"time": float, "event": int})
+    return X, y
+
+
+def _robust(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    text = Path(path).read_text().split()
+    return None if text == ["ALL"] else text
+
+
+# ------------------------------------------------------------------------ harmonisation
+def combat_from_cfg(cfg: dict):
+    from radstudy.harmonize import ComBat
+
+    h = cfg["harmonization"] if "harmonization" in cfg else cfg
+    return ComBat(
+        batch_col="center",
+        covariate_cols=tuple(f"clinical__{c}" for c in h.get("covariates", [])),
+        parametric=h.get("parametric", True),
+        eb=h.get("eb", True),
+        mean_only=h.get("mean_only", False),
+    )
+
+
+def fit_combat(tables: list[str], hcfg: dict, out_model: str, out_summary: str) -> None:
+    """Fit ComBat on the training rows of the training centers; save it frozen."""
+    from radstudy.harmonize import center_predictability
+
+    X = read_tables(tables)
+    X = X[X["split"] == "train"].drop(columns="split")
+    combat = combat_from_cfg({"harmonization": hcfg})
+    if hcfg.get("enabled", True):
+        combat.fit(X)
+    _dump(combat, out_model)
+    feats = [c for c in X.columns if c != "center" and not c.startswith("clinical__")]
+    summary = {
+        "enabled": bool(hcfg.get("enabled", True)),
+        "training_rows": int(len(X)),
+        "centers": {str(k): int(v) for k, v in X["center"].value_counts().sort_index().items()},
+        "n_features": len(feats),
+        "settings": {k: hcfg.get(k) for k in sorted(hcfg)},
+    }
+    if hcfg.get("enabled", True) and X["center"].nunique() > 1:
+        H = combat.transform(X)
+        summary["center_auc_before"] = center_predictability(X[feats], X["center"], seed=0)
+        summary["center_auc_after"] = center_predictability(H[feats], X["center"], seed=0)
+    _write_json(summary, out_summary)
+
+
+def harmonize_center(model: str, table: str, out_table: str) -> None:
+    """Map one center's rows onto the frozen reference (unseen centers included)."""
+    combat = joblib.load(model)
+    X = pd.read_parquet(table)
+    split = X.pop("split")
+    if getattr(combat, "is_fitted_", None) is False or not hasattr(combat, "n_features_in_"):
+        H = X.drop(columns="center")  # harmonisation disabled: identity
+    else:
+        H = combat.transform(X)
+    H.insert(0, "split", split)
+    H.insert(0, "center", X["center"])
+    H.to_parquet(out_table)
+
+
+# ---------------------------------------------------------------------- reproducibility
+def compute_icc(
+    tables: list[str],
+    sheets: list[str],
+    rcfg: dict,
+    readers: list[str],
+    repeats: dict[str, str],
+    out_icc: str,
+    out_robust: str,
+) -> None:
+    """Inter-reader (and intra-reader repeat) ICC on the training cases only."""
+    from radstudy.reproducibility import inter_intra, robust_features
+
+    sheet = pd.concat([pd.read_csv(s, sep="\t", dtype={"case_id": str}) for s in sheets])
+    train = set(sheet.loc[sheet["split"] == "train", "case_id"])
+    long = pd.concat([pd.read_parquet(t) for t in tables])
+    long = long[long["case_id"].isin(train)]
+    experts = [r for r in readers if r not in repeats]
+    icc = inter_intra(long, readers=experts, repeat_pairs=repeats)
+    _write_tsv(icc, out_icc)
+    if rcfg.get("enabled", True) and len(experts) > 1:
+        inter = icc[icc["kind"] == "inter"]
+        keep = robust_features(inter, threshold=rcfg.get("threshold", 0.75))
+        Path(out_robust).write_text("\n".join(sorted(keep)) + "\n")
+    else:
+        Path(out_robust).write_text("ALL\n")
+
+
+# ------------------------------------------------------------------------------ models
+def build_pipeline(spec: dict, cfg: dict, ep: dict, robust: list[str] | None, seed: int):
+    """The whole learned chain of one model as one (imblearn) Pipeline."""
+    from radstudy.models import ColumnGroupSelector, build_classification_pipeline
+    from radstudy.reproducibility import ICCFilter
+    from radstudy.selection import build_selector
+
+    groups = list(spec["groups"])
+    pre = [("groups", ColumnGroupSelector(groups=tuple(groups), keep_cols=("center",)))]
+    harmonize = cfg["harmonization"].get("enabled", True) and (
+        "radiomics" in groups or "deep" in groups
+    )
+    if harmonize:
+        pre.append(("combat", combat_from_cfg(cfg)))
+    else:
+        pre.append(("drop_center", ColumnGroupSelector(groups=tuple(groups), keep_cols=())))
+    if robust is not None and "radiomics" in groups:
+        pre.append(("icc", ICCFilter(keep=robust)))
+    pre += build_selector(spec.get("selection", cfg.get("selection", {})), random_state=seed)
+    if ep["type"] == "binary":
+        return build_classification_pipeline(
+            {**spec.get("classifier", {"name": "logistic"}), "smote": spec.get("smote", False)},
+            random_state=seed,
+            pre_steps=pre,
+        )
+    from radstudy.survival import build_survival_pipeline
+
+    return build_survival_pipeline(spec.get("cox", {}), random_state=seed, pre_steps=pre)
+
+
+def fit_model(
+    tables: list[str],
+    sheets: list[str],
+    robust_path: str,
+    endpoint: str,
+    model: str,
+    cfg: dict,
+    out_model: str,
+    out_card: str,
+    out_selection: str,
+) -> None:
+    """Fit one model's pipeline on the training rows; write model, card, selection."""
+    from radstudy.models import model_card
+
+    ep, spec = _endpoint(cfg, endpoint), _model_spec(cfg, endpoint, model)
+    X, y = training_xy(tables, sheets, ep)
+    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), _seed(cfg, endpoint, model))
+    pipe.fit(X, y)
+    card = model_card(pipe, X, y, spec)
+    card.update(
+        {
+            "endpoint": endpoint,
+            "endpoint_spec": ep,
+            "model": model,
+            "study": cfg.get("study", {}).get("name"),
+            "radstudy_version": __version__,
+            "python": platform.python_version(),
+            "training_centers": sorted(X["center"].unique()),
+        }
+    )
+    if ep["type"] == "survival":
+        score = pd.Series(pipe.predict(X), index=X.index)
+        card["cutoff"] = float(np.median(score))  # learned on training rows only
+    _dump(pipe, out_model)
+    _write_json(card, out_card)
+    sel = pd.DataFrame(card.get("selected_features", []))
+    _write_tsv(sel, out_selection)
+
+
+def cross_validate_model(
+    tables: list[str],
+    sheets: list[str],
+    robust_path: str,
+    endpoint: str,
+    model: str,
+    cfg: dict,
+    out_predictions: str,
+) -> None:
+    """Out-of-fold predictions on training rows; the whole chain is refit per fold."""
+    from radstudy.models import cross_validated_predictions
+
+    ep, spec = _endpoint(cfg, endpoint), _model_spec(cfg, endpoint, model)
+    X, y = training_xy(tables, sheets, ep)
+    seed = _seed(cfg, endpoint, model)
+    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed)
+    cv = cfg["evaluation"]["cv"]
+    runs = [("cv", y)]
+    if cfg["evaluation"].get("shuffled_null", True) and ep["type"] == "binary":
+        rng = np.random.default_rng(seed)
+        runs.append(("cv_shuffled", pd.Series(rng.permutation(y.values), index=y.index)))
+    frames = []
+    for cohort, yy in runs:
+        pred = cross_validated_predictions(
+            pipe, X, yy, n_splits=cv["n_splits"], n_repeats=cv["n_repeats"], random_state=seed
+        )
+        pred.insert(0, "cohort", cohort)
+        frames.append(pred)
+    out = pd.concat(frames).sort_values(["cohort", "repeat", "case_id"])
+    _write_tsv(out, out_predictions)
+
+
+def predict_center(
+    model: str, card: str, table: str, sheet: str, endpoint: str, cfg: dict, out: str
+) -> None:
+    """Predictions of the frozen model for every row of one center."""
+    pipe = joblib.load(model)
+    card_d = json.loads(Path(card).read_text())
+    ep = _endpoint(cfg, endpoint)
+    X = pd.read_parquet(table)
+    split = X.pop("split")
+    y = read_outcomes([sheet], ep).reindex(X.index)
+    out_df = pd.DataFrame({"case_id": X.index, "center": X["center"].values, "split": split.values})
+    if ep["type"] == "binary":
+        out_df["y_true"] = y.values
+        out_df["y_prob"] = pipe.predict_proba(X)[:, 1] if len(X) else []
+    else:
+        out_df["time"] = y["time"].values
+        out_df["event"] = y["event"].values
+        score = pipe.predict(X) if len(X) else np.array([])
+        out_df["score"] = score
+        out_df["risk_group"] = np.where(score > card_d["cutoff"], "high", "low")
+    _write_tsv(out_df.sort_values("case_id"), out)
+
+
+def _cohort_label(row) -> str:
+    if row["split"] == "external":
+        return f"external:{row['center']}"
+    return row["split"]
+
+
+def evaluate_model(
+    cv_path: str,
+    card: str,
+    predictions: list[str],
+    endpoint: str,
+    cfg: dict,
+    out_metrics: str,
+    out_curves: str,
+) -> None:
+    """Metrics with 95% CIs per cohort (cv, train, test, each external center, external)."""
+    from radstudy import evaluation as ev
+
+    ep = _endpoint(cfg, endpoint)
+    card_d = json.loads(Path(card).read_text())
+    cv = pd.read_csv(cv_path, sep="\t", dtype={"case_id": str})
+    pred = pd.concat([pd.read_csv(p, sep="\t", dtype={"case_id": str}) for p in predictions])
+    pred["cohort"] = pred.apply(_cohort_label, axis=1)
+    ext = pred[pred["split"] == "external"].assign(cohort="external")
+    pred = pd.concat([pred, ext]) if ext["center"].nunique() > 1 else pred
+    n_boot = cfg["evaluation"].get("bootstrap", 1000)
+    seed = _seed(cfg, endpoint, "evaluate")
+    if ep["type"] == "binary":
+        thr_cfg = cfg["evaluation"].get("threshold", "youden")
+        oof = cv[cv["cohort"] == "cv"]
+        threshold = ev.youden_threshold(oof["y_true"], oof["y_prob"]) if thr_cfg == "youden" else float(thr_cfg)
+        table = pd.concat([cv, pred[["case_id", "cohort", "y_true", "y_prob"]]])
+        metrics, curves = ev.evaluate_binary(
+            table[["case_id", "cohort", "y_true", "y_prob"]],
+            threshold=threshold,
+            n_boot=n_boot,
+            seed=seed,
+        )
+    else:
+        metrics, curves = ev.evaluate_survival(
+            pred, train_cohort="train", n_boot=n_boot, seed=seed, cutoff=card_d["cutoff"]
+        )
+    _write_tsv(metrics, out_metrics)
+    curves.to_parquet(out_curves)

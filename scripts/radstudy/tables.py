@@ -1,0 +1,147 @@
+"""Feature tables: assemble per-case outputs into per-center tables.
+
+Wide tables are indexed by ``case_id`` (sorted) with the meta columns
+``center`` and ``split`` and feature columns named by group (docs/CONTRACTS.md):
+``{seq}__{pyradiomics name}`` (radiomics), ``{seq}__deep_{arch}_{i}`` (deep),
+``clinical__{column}`` (clinical).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from radstudy.casestep import marker_reason
+
+META = ("center", "split")
+
+
+def column_group(col: str) -> str:
+    """Group of a feature column: 'meta', 'clinical', 'deep' or 'radiomics'."""
+    if col in META:
+        return "meta"
+    if col.startswith("clinical__"):
+        return "clinical"
+    if "__deep_" in col:
+        return "deep"
+    return "radiomics"
+
+
+def feature_groups(columns: Iterable[str]) -> dict[str, list[str]]:
+    """Map each group name to its columns (meta columns left out)."""
+    groups: dict[str, list[str]] = {}
+    for col in columns:
+        g = column_group(col)
+        if g != "meta":
+            groups.setdefault(g, []).append(col)
+    return groups
+
+
+def read_case_features(
+    paths: Mapping[str, Iterable[str | Path]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read per-case parquet files; markers become exclusions.
+
+    ``paths`` maps case_id -> that case's files (one per sequence/reader). A case
+    is kept only if none of its files is a marker. Returns (wide table indexed
+    by case_id, exclusions with columns case_id, stage, reason).
+    """
+    rows, excluded = [], []
+    for case in sorted(paths):
+        files = list(paths[case])
+        reasons = [r for r in (marker_reason(f) for f in files) if r is not None]
+        if reasons:
+            excluded.append({"case_id": case, "stage": "processing", "reason": reasons[0]})
+            continue
+        parts = [pd.read_parquet(f) for f in files]
+        row = pd.concat(parts, axis=1)
+        row.index = pd.Index([case], name="case_id")
+        rows.append(row)
+    table = pd.concat(rows, axis=0) if rows else pd.DataFrame(index=pd.Index([], name="case_id"))
+    excl = pd.DataFrame(excluded, columns=["case_id", "stage", "reason"])
+    return table, excl
+
+
+def with_clinical(table: pd.DataFrame, sheet: pd.DataFrame, clinical: list[str]) -> pd.DataFrame:
+    """Add meta columns and ``clinical__*`` columns from the sheet rows; sort."""
+    sheet = sheet.set_index("case_id")
+    out = table.copy()
+    out.insert(0, "split", sheet.loc[out.index, "split"].astype(str))
+    out.insert(0, "center", sheet.loc[out.index, "center"].astype(str))
+    for col in clinical:
+        out[f"clinical__{col}"] = pd.to_numeric(sheet.loc[out.index, col]).astype(float)
+    meta = [c for c in META if c in out.columns]
+    feats = sorted(c for c in out.columns if c not in META)
+    out = out[meta + feats].sort_index()
+    return out
+
+
+def assemble_center(
+    sheet_tsv: str | Path,
+    case_files: Mapping[str, Iterable[str | Path]],
+    clinical: list[str],
+    out_table: str | Path,
+    out_excluded: str | Path,
+) -> pd.DataFrame:
+    """Build one center's wide table from its cases' feature files."""
+    sheet = pd.read_csv(sheet_tsv, sep="\t", dtype={"case_id": str, "center": str})
+    table, excl = read_case_features(case_files)
+    table = with_clinical(table, sheet, clinical)
+    table = table.apply(lambda s: s.astype(float) if s.name not in META else s)
+    Path(out_table).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out_table)
+    excl.insert(1, "center", sheet.set_index("case_id").loc[excl["case_id"], "center"].values)
+    excl.sort_values("case_id").to_csv(out_excluded, sep="\t", index=False)
+    return table
+
+
+def assemble_readers(
+    reader_files: Mapping[tuple[str, str], Iterable[str | Path]], out_table: str | Path
+) -> pd.DataFrame:
+    """Long table for reproducibility: one row per (case_id, reader), markers skipped."""
+    frames = []
+    for (case, reader) in sorted(reader_files):
+        files = list(reader_files[(case, reader)])
+        if any(marker_reason(f) is not None for f in files):
+            continue
+        row = pd.concat([pd.read_parquet(f) for f in files], axis=1)
+        row.index = pd.Index([case], name="case_id")
+        row.insert(0, "reader", reader)
+        frames.append(row)
+    long = pd.concat(frames) if frames else pd.DataFrame(columns=["reader"])
+    long = long.reset_index()
+    feats = sorted(c for c in long.columns if c not in ("case_id", "reader"))
+    long = long[["case_id", "reader", *feats]].sort_values(["case_id", "reader"])
+    long = long.reset_index(drop=True)
+    Path(out_table).parent.mkdir(parents=True, exist_ok=True)
+    long.to_parquet(out_table)
+    return long
+
+
+def read_tables(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Concatenate per-center wide tables, sorted by case_id."""
+    frames = [pd.read_parquet(p) for p in paths]
+    return pd.concat(frames).sort_index()
+
+
+def read_outcomes(sheets: Iterable[str | Path], endpoint: dict) -> pd.DataFrame | pd.Series:
+    """Outcome of one endpoint from center sheets: 0/1 Series or time/event DataFrame."""
+    sheet = pd.concat(
+        [pd.read_csv(s, sep="\t", dtype={"case_id": str, "center": str}) for s in sheets]
+    ).set_index("case_id").sort_index()
+    if endpoint["type"] == "binary":
+        return sheet[endpoint["column"]].rename("y")
+    return sheet[[endpoint["time"], endpoint["event"]]].set_axis(["time", "event"], axis=1)
+
+
+def collect_exclusions(paths: Iterable[str | Path], out: str | Path) -> pd.DataFrame:
+    """Merge exclusion tables (sheet-level and per-center) into one sorted TSV."""
+    frames = [pd.read_csv(p, sep="\t", dtype=str) for p in paths]
+    frames = [f for f in frames if len(f)]
+    cols = ["case_id", "center", "stage", "reason"]
+    df = pd.concat(frames)[cols] if frames else pd.DataFrame(columns=cols)
+    df = df.sort_values(["center", "case_id"]).reset_index(drop=True)
+    df.to_csv(out, sep="\t", index=False, lineterminator="\n")
+    return df
