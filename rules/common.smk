@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from radstudy import cohort as rs_cohort  # noqa: E402
 from radstudy.errors import ConfigError  # noqa: E402
 
-
 validate(config, Path(workflow.basedir) / "config.schema.yaml")
 
 if config["synthetic"]["enabled"] and not Path(config["cohort"]["sheet"]).is_file():
@@ -89,17 +88,27 @@ def sheet_mask_files(wildcards):
 
 def organ_mask(wildcards):
     """The organ mask on the prepared grid, if the sheet gives one."""
-    return [f"{case_dir(wildcards.case, wildcards.seq)}/mask_organ.nii.gz"] if ORGAN_COL else []
+    return (
+        [f"{case_dir(wildcards.case, wildcards.seq)}/mask_organ.nii.gz"]
+        if ORGAN_COL
+        else []
+    )
 
 
 def nyul_inputs(wildcards):
     """Training cases only: the landmarks never see test or external rows."""
-    region = {"organ": "organ", "roi": REF_READER}.get(config["preprocess"]["nyul_region"])
+    region = {"organ": "organ", "roi": REF_READER}.get(
+        config["preprocess"]["nyul_region"]
+    )
     if region == "organ" and not ORGAN_COL:
         region = REF_READER
-    out = {"images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in TRAIN_IDS]}
+    out = {
+        "images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in TRAIN_IDS]
+    }
     if region:
-        out["masks"] = [f"{case_dir(c, wildcards.seq)}/mask_{region}.nii.gz" for c in TRAIN_IDS]
+        out["masks"] = [
+            f"{case_dir(c, wildcards.seq)}/mask_{region}.nii.gz" for c in TRAIN_IDS
+        ]
     return out
 
 
@@ -113,9 +122,7 @@ def case_feature_files(center, reader=MODEL_READER):
     """Per-case feature files of one center's cases (all sequences)."""
     files = {}
     for case in center_cases(center):
-        files[case] = [
-            f"{case_dir(case, s)}/features_{reader}.parquet" for s in SEQS
-        ]
+        files[case] = [f"{case_dir(case, s)}/features_{reader}.parquet" for s in SEQS]
         if config["deep"]["enabled"]:
             files[case] += [f"{case_dir(case, s)}/deep.parquet" for s in SEQS]
     return files

@@ -18,15 +18,15 @@ rule evaluate_model:
     output:
         metrics="results/evaluation/{endpoint}/{model}/metrics.tsv",
         curves="results/evaluation/{endpoint}/{model}/curves.parquet",
-    params:
-        cfg=config,
     log:
         "logs/evaluate_model/{endpoint}_{model}.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        cfg=config,
     script:
         "../scripts/evaluate_model.py"

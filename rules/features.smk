@@ -12,20 +12,20 @@ rule extract_radiomics:
         mask="results/cases/{case}/{seq}/mask_{reader}.nii.gz",
     output:
         features="results/cases/{case}/{seq}/features_{reader}.parquet",
-    params:
-        cfg=config["features"],
     log:
         "logs/extract_radiomics/{case}_{seq}_{reader}.log",
     benchmark:
         "benchmarks/extract_radiomics/{case}_{seq}_{reader}.tsv"
     group:
         "case"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        cfg=config["features"],
     script:
         "../scripts/extract_radiomics.py"
 
@@ -36,20 +36,20 @@ rule extract_deep:
         mask=f"results/cases/{{case}}/{{seq}}/mask_{MODEL_READER}.nii.gz",
     output:
         features="results/cases/{case}/{seq}/deep.parquet",
-    params:
-        cfg=config["deep"],
-        seed=config["seed"],
     log:
         "logs/extract_deep/{case}_{seq}.log",
     benchmark:
         "benchmarks/extract_deep/{case}_{seq}.tsv"
     group:
         "case"
+    conda:
+        "../envs/deep.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/deep.yaml"
+    params:
+        cfg=config["deep"],
+        seed=config["seed"],
     script:
         "../scripts/extract_deep.py"

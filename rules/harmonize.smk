@@ -20,17 +20,17 @@ rule assemble_center:
     output:
         table="results/features/raw/{center}.parquet",
         excluded="results/features/excluded/{center}.tsv",
-    params:
-        files=case_files_param,
-        clinical=config["cohort"]["clinical"],
     log:
         "logs/assemble_center/{center}.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        files=case_files_param,
+        clinical=config["cohort"]["clinical"],
     script:
         "../scripts/assemble_center.py"
 
@@ -40,16 +40,16 @@ rule assemble_readers:
         reader_table_inputs,
     output:
         table="results/features/readers/{center}.parquet",
-    params:
-        files=reader_files_param,
     log:
         "logs/assemble_readers/{center}.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        files=reader_files_param,
     script:
         "../scripts/assemble_readers.py"
 
@@ -62,12 +62,12 @@ rule collect_exclusions:
         excluded="results/cohort/excluded.tsv",
     log:
         "logs/collect_exclusions.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/stats.yaml"
     script:
         "../scripts/collect_exclusions.py"
 
@@ -78,16 +78,16 @@ rule fit_combat:
     output:
         model="results/features/combat.joblib",
         summary="results/features/combat.json",
-    params:
-        cfg=config["harmonization"],
     log:
         "logs/fit_combat.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        cfg=config["harmonization"],
     script:
         "../scripts/fit_combat.py"
 
@@ -100,11 +100,11 @@ rule harmonize_center:
         table="results/features/harmonized/{center}.parquet",
     log:
         "logs/harmonize_center/{center}.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
     script:
         "../scripts/harmonize_center.py"

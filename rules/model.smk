@@ -20,16 +20,16 @@ rule fit_model:
         model="results/models/{endpoint}/{model}/model.joblib",
         card="results/models/{endpoint}/{model}/card.json",
         selection="results/models/{endpoint}/{model}/selection.tsv",
-    params:
-        cfg=config,
     log:
         "logs/fit_model/{endpoint}_{model}.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        cfg=config,
     script:
         "../scripts/fit_model.py"
 
@@ -41,18 +41,18 @@ rule cross_validate_model:
         robust=rules.compute_icc.output.robust,
     output:
         predictions="results/evaluation/{endpoint}/{model}/cv.tsv",
-    params:
-        cfg=config,
     log:
         "logs/cross_validate_model/{endpoint}_{model}.log",
     benchmark:
         "benchmarks/cross_validate_model/{endpoint}_{model}.tsv"
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        cfg=config,
     script:
         "../scripts/cross_validate_model.py"
 
@@ -65,15 +65,15 @@ rule predict_center:
         sheet="results/cohort/centers/{center}.tsv",
     output:
         predictions="results/evaluation/{endpoint}/{model}/predictions/{center}.tsv",
-    params:
-        cfg=config,
     log:
         "logs/predict_center/{endpoint}_{model}_{center}.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        cfg=config,
     script:
         "../scripts/predict_center.py"

@@ -20,23 +20,23 @@ rule prepare_image:
             "results/cases/{{case}}/{{seq}}/mask_{reader}.nii.gz", reader=PREP_MASKS
         ),
         qc="results/cases/{case}/{seq}/qc.json",
-    params:
-        masks=sheet_masks,
-        readers=PREP_MASKS,
-        ref_reader=REF_READER,
-        cfg={**config["preprocess"], "modality": config["cohort"]["modality"]},
     log:
         "logs/prepare_image/{case}_{seq}.log",
     benchmark:
         "benchmarks/prepare_image/{case}_{seq}.tsv"
     group:
         "case"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        masks=sheet_masks,
+        readers=PREP_MASKS,
+        ref_reader=REF_READER,
+        cfg={**config["preprocess"], "modality": config["cohort"]["modality"]},
     script:
         "../scripts/prepare_image.py"
 
@@ -46,16 +46,16 @@ rule fit_nyul:
         unpack(nyul_inputs),
     output:
         landmarks="results/normalisation/nyul_{seq}.json",
-    params:
-        cfg=config["preprocess"],
     log:
         "logs/fit_nyul/{seq}.log",
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        cfg=config["preprocess"],
     script:
         "../scripts/fit_nyul.py"
 
@@ -67,17 +67,17 @@ rule normalize_image:
         mask=f"results/cases/{{case}}/{{seq}}/mask_{REF_READER}.nii.gz",
     output:
         image="results/cases/{case}/{seq}/image.nii.gz",
-    params:
-        cfg=config["preprocess"],
     log:
         "logs/normalize_image/{case}_{seq}.log",
     group:
         "case"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        cfg=config["preprocess"],
     script:
         "../scripts/normalize_image.py"

@@ -17,7 +17,9 @@ rule render_report:
         icc=rules.compute_icc.output.icc,
         combat=rules.fit_combat.output.summary,
         raw=expand("results/features/raw/{center}.parquet", center=CENTERS),
-        harmonized=expand("results/features/harmonized/{center}.parquet", center=CENTERS),
+        harmonized=expand(
+            "results/features/harmonized/{center}.parquet", center=CENTERS
+        ),
         cards=report_inputs("results/models/{endpoint}/{model}/card.json"),
         selections=report_inputs("results/models/{endpoint}/{model}/selection.tsv"),
         metrics=report_inputs("results/evaluation/{endpoint}/{model}/metrics.tsv"),
@@ -27,15 +29,15 @@ rule render_report:
         ),
     output:
         html="results/report/report.html",
-    params:
-        cfg=config,
     log:
         "logs/render_report.log",
+    conda:
+        "../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/report.yaml"
+    params:
+        cfg=config,
     script:
         "../scripts/render_report.py"

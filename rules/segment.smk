@@ -14,20 +14,20 @@ rule segment_slic_fcm:
     output:
         mask="results/cases/{case}/{seq}/mask_slic.nii.gz",
         membership="results/cases/{case}/{seq}/membership_slic.nii.gz",
-    params:
-        cfg=config["segmentation"],
-        seed=config["seed"],
     log:
         "logs/segment_slic_fcm/{case}_{seq}.log",
     benchmark:
         "benchmarks/segment_slic_fcm/{case}_{seq}.tsv"
     group:
         "case"
+    conda:
+        "../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/imaging.yaml"
+    params:
+        cfg=config["segmentation"],
+        seed=config["seed"],
     script:
         "../scripts/segment_slic_fcm.py"

@@ -15,17 +15,17 @@ rule compute_icc:
     output:
         icc="results/selection/icc.tsv",
         robust="results/selection/robust.txt",
-    params:
-        cfg=config["reproducibility"],
-        readers=READERS,
-        repeats=config["cohort"]["repeats"],
     log:
         "logs/compute_icc.log",
+    conda:
+        "../envs/stats.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/stats.yaml"
+    params:
+        cfg=config["reproducibility"],
+        readers=READERS,
+        repeats=config["cohort"]["repeats"],
     script:
         "../scripts/compute_icc.py"

@@ -7,8 +7,13 @@ from radstudy.stages import compute_icc
 def main(sm) -> None:
     setup_logging(sm.log[0])
     compute_icc(
-        list(sm.input.tables), list(sm.input.sheets), sm.params.cfg, sm.params.readers,
-        sm.params.repeats, sm.output.icc, sm.output.robust,
+        list(sm.input.tables),
+        list(sm.input.sheets),
+        sm.params.cfg,
+        sm.params.readers,
+        sm.params.repeats,
+        sm.output.icc,
+        sm.output.robust,
     )
 
 

@@ -7,8 +7,13 @@ from radstudy.stages import evaluate_model
 def main(sm) -> None:
     setup_logging(sm.log[0])
     evaluate_model(
-        sm.input.cv, sm.input.card, list(sm.input.predictions), sm.wildcards.endpoint,
-        sm.params.cfg, sm.output.metrics, sm.output.curves,
+        sm.input.cv,
+        sm.input.card,
+        list(sm.input.predictions),
+        sm.wildcards.endpoint,
+        sm.params.cfg,
+        sm.output.metrics,
+        sm.output.curves,
     )
 
 

@@ -13,8 +13,14 @@ def main(sm) -> None:
         inputs=[sm.input.image, sm.input.mask],
         outputs=[sm.output.features],
         step=lambda: extract_deep_case(
-            w.case, w.seq, sm.input.image, sm.input.mask, sm.params.cfg.get("weights"),
-            sm.output.features, sm.params.cfg, sm.params.seed,
+            w.case,
+            w.seq,
+            sm.input.image,
+            sm.input.mask,
+            sm.params.cfg.get("weights"),
+            sm.output.features,
+            sm.params.cfg,
+            sm.params.seed,
         ),
     )
 

@@ -13,8 +13,13 @@ def main(sm) -> None:
         inputs=[sm.input.image, sm.input.mask],
         outputs=[sm.output.features],
         step=lambda: extract_case(
-            w.case, w.seq, w.reader, sm.input.image, sm.input.mask,
-            sm.output.features, sm.params.cfg,
+            w.case,
+            w.seq,
+            w.reader,
+            sm.input.image,
+            sm.input.mask,
+            sm.output.features,
+            sm.params.cfg,
         ),
     )
 

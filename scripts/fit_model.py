@@ -7,9 +7,15 @@ from radstudy.stages import fit_model
 def main(sm) -> None:
     setup_logging(sm.log[0])
     fit_model(
-        list(sm.input.tables), list(sm.input.sheets), sm.input.robust,
-        sm.wildcards.endpoint, sm.wildcards.model, sm.params.cfg,
-        sm.output.model, sm.output.card, sm.output.selection,
+        list(sm.input.tables),
+        list(sm.input.sheets),
+        sm.input.robust,
+        sm.wildcards.endpoint,
+        sm.wildcards.model,
+        sm.params.cfg,
+        sm.output.model,
+        sm.output.card,
+        sm.output.selection,
     )
 
 

@@ -13,8 +13,12 @@ def main(sm) -> None:
         inputs=[sm.input.image, sm.input.mask],
         outputs=[sm.output.image],
         step=lambda: normalize_case(
-            sm.wildcards.case, sm.input.image, sm.input.mask, sm.output.image,
-            sm.params.cfg, nyul_json=nyul,
+            sm.wildcards.case,
+            sm.input.image,
+            sm.input.mask,
+            sm.output.image,
+            sm.params.cfg,
+            nyul_json=nyul,
         ),
     )
 

@@ -15,8 +15,15 @@ def main(sm) -> None:
         inputs=[sm.input.image, *sm.input.masks],
         outputs=[sm.output.image, sm.output.qc, *sm.output.masks],
         step=lambda: prepare_case(
-            case, seq, sm.input.image, masks, sm.params.ref_reader,
-            sm.output.image, out_masks, sm.output.qc, sm.params.cfg,
+            case,
+            seq,
+            sm.input.image,
+            masks,
+            sm.params.ref_reader,
+            sm.output.image,
+            out_masks,
+            sm.output.qc,
+            sm.params.cfg,
         ),
     )
 

@@ -13,8 +13,13 @@ def main(sm) -> None:
         inputs=[sm.input.image, organ],
         outputs=[sm.output.mask, sm.output.membership],
         step=lambda: segment_case(
-            sm.wildcards.case, sm.input.image, organ, sm.output.mask,
-            sm.output.membership, sm.params.cfg, sm.params.seed,
+            sm.wildcards.case,
+            sm.input.image,
+            organ,
+            sm.output.mask,
+            sm.output.membership,
+            sm.params.cfg,
+            sm.params.seed,
         ),
     )
 

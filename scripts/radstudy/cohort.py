@@ -52,7 +52,7 @@ def _row_schema(cfg: dict, base_schema: dict) -> dict:
             schema["properties"][col] = {"type": ["string", "null"]}
         elif kind.startswith("outcome") or kind in ("clinical", "descriptor"):
             schema["properties"][col] = {"type": ["number", "null"]}
-    for name, ep in cfg.get("endpoints", {}).items():
+    for ep in cfg.get("endpoints", {}).values():
         if ep["type"] == "binary":
             schema["properties"][ep["column"]] = {"enum": [0, 1, None]}
         else:
@@ -133,7 +133,10 @@ def resolve_paths(df: pd.DataFrame, sheet_dir: Path) -> pd.DataFrame:
     for col in df.columns:
         if col.startswith(("image_", "mask_")) or col.endswith("_mask"):
             df[col] = [
-                None if v is None else str((sheet_dir / v).resolve()) if not Path(v).is_absolute()
+                None
+                if v is None
+                else str((sheet_dir / v).resolve())
+                if not Path(v).is_absolute()
                 else v
                 for v in df[col]
             ]

@@ -327,7 +327,11 @@ def evaluate_model(
     if ep["type"] == "binary":
         thr_cfg = cfg["evaluation"].get("threshold", "youden")
         oof = cv[cv["cohort"] == "cv"]
-        threshold = ev.youden_threshold(oof["y_true"], oof["y_prob"]) if thr_cfg == "youden" else float(thr_cfg)
+        threshold = (
+            ev.youden_threshold(oof["y_true"], oof["y_prob"])
+            if thr_cfg == "youden"
+            else float(thr_cfg)
+        )
         table = pd.concat([cv, pred[["case_id", "cohort", "y_true", "y_prob"]]])
         metrics, curves = ev.evaluate_binary(
             table[["case_id", "cohort", "y_true", "y_prob"]],

@@ -102,7 +102,7 @@ def assemble_readers(
 ) -> pd.DataFrame:
     """Long table for reproducibility: one row per (case_id, reader), markers skipped."""
     frames = []
-    for (case, reader) in sorted(reader_files):
+    for case, reader in sorted(reader_files):
         files = list(reader_files[(case, reader)])
         if any(marker_reason(f) is not None for f in files):
             continue
@@ -128,9 +128,11 @@ def read_tables(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 def read_outcomes(sheets: Iterable[str | Path], endpoint: dict) -> pd.DataFrame | pd.Series:
     """Outcome of one endpoint from center sheets: 0/1 Series or time/event DataFrame."""
-    sheet = pd.concat(
-        [pd.read_csv(s, sep="\t", dtype={"case_id": str, "center": str}) for s in sheets]
-    ).set_index("case_id").sort_index()
+    sheet = (
+        pd.concat([pd.read_csv(s, sep="\t", dtype={"case_id": str, "center": str}) for s in sheets])
+        .set_index("case_id")
+        .sort_index()
+    )
     if endpoint["type"] == "binary":
         return sheet[endpoint["column"]].rename("y")
     return sheet[[endpoint["time"], endpoint["event"]]].set_axis(["time", "event"], axis=1)

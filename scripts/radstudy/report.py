@@ -1,0 +1,421 @@
+"""The self-contained HTML report: tables and figures of one run, for clinicians.
+
+Figures are drawn with matplotlib and inlined as base64 PNG, so the report is
+one file that can be mailed or archived. Every section reads the workflow's
+own outputs; nothing is recomputed that the workflow already wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from radstudy import __version__  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+color:#222;line-height:1.45;padding:0 1em}
+h1{border-bottom:3px solid #2b6cb0}h2{color:#2b6cb0;border-bottom:1px solid #ccd;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
+th,td{border:1px solid #ccd;padding:3px 7px;text-align:right}th{background:#eef3fa}
+td:first-child,th:first-child{text-align:left}
+figure{display:inline-block;margin:.4em;vertical-align:top}figcaption{font-size:.85em;color:#555}
+.note{color:#555;font-size:.9em}.ok{color:#2f855a}.warn{color:#c05621}
+nav a{margin-right:1em}
+"""
+
+
+# --------------------------------------------------------------------------- helpers
+def fig_html(fig, caption: str, alt: str | None = None) -> str:
+    """Inline a matplotlib figure as a base64 PNG <figure> (deterministic metadata)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode()
+    alt = html.escape(alt or caption)
+    return (
+        f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def table_html(df: pd.DataFrame, floatfmt: str = "{:.3g}", index: bool = False) -> str:
+    """A DataFrame as an HTML table with fixed float formatting."""
+    if df is None or len(df) == 0:
+        return '<p class="note">(none)</p>'
+    return df.to_html(
+        index=index,
+        border=0,
+        na_rep="",
+        float_format=lambda v: floatfmt.format(v),
+        escape=True,
+    )
+
+
+def section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def _read_tsv(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"case_id": str, "center": str})
+
+
+# --------------------------------------------------------------------------- sections
+def cohort_flow(cases: pd.DataFrame, excluded: pd.DataFrame) -> str:
+    """Included/excluded counts per center and split, and every exclusion reason."""
+    counts = pd.crosstab(cases["center"], cases["split"], margins=True, margins_name="total")
+    ex = (
+        excluded.groupby(["center", "stage"]).size().unstack(fill_value=0)
+        if len(excluded)
+        else None
+    )
+    body = "<h3>Included cases by center and split</h3>" + table_html(counts, index=True)
+    body += "<h3>Excluded cases</h3>"
+    if ex is not None:
+        body += table_html(ex, index=True)
+    body += table_html(excluded.sort_values(["center", "case_id"]))
+    return body
+
+
+def table_one(cases: pd.DataFrame, clinical: list[str], outcome: str | None) -> str:
+    """Clinical variables by split and by outcome, with t-test / chi-square p-values."""
+    rows = []
+    groupings = [("split", cases["split"])]
+    if outcome and outcome in cases.columns:
+        groupings.append((outcome, cases[outcome]))
+    for gname, g in groupings:
+        levels = sorted(g.dropna().unique(), key=str)
+        for col in clinical:
+            x = pd.to_numeric(cases[col], errors="coerce")
+            n_unique = x.nunique()
+            row = {"by": gname, "variable": col}
+            parts = [x[g == lv].dropna() for lv in levels]
+            if n_unique <= 5:  # categorical: counts and chi-square
+                tab = pd.crosstab(x, g)
+                for lv in levels:
+                    col_counts = tab[lv] if lv in tab else pd.Series(dtype=int)
+                    row[str(lv)] = ", ".join(f"{int(k)}:{int(v)}" for k, v in col_counts.items())
+                p = (
+                    stats.chi2_contingency(tab)[1]
+                    if tab.shape[0] > 1 and tab.shape[1] > 1
+                    else np.nan
+                )
+                row["test"] = "chi-square"
+            else:
+                for lv, part in zip(levels, parts, strict=True):
+                    row[str(lv)] = f"{part.mean():.3g} ± {part.std():.3g}"
+                if len(parts) == 2:
+                    p = stats.ttest_ind(*parts, equal_var=False).pvalue
+                    row["test"] = "t-test"
+                else:
+                    p = stats.f_oneway(*parts).pvalue if len(parts) > 2 else np.nan
+                    row["test"] = "ANOVA"
+            row["p"] = p
+            rows.append(row)
+    return table_html(pd.DataFrame(rows))
+
+
+def qc_section(qc_paths: list[str]) -> str:
+    rows, figs = [], ""
+    for p in qc_paths:
+        try:
+            q = json.loads(Path(p).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue  # exclusion marker: the case is listed under exclusions
+        parts = Path(p).parts
+        rows.append(
+            {
+                "case_id": parts[-3],
+                "seq": parts[-2],
+                "spacing_in": "x".join(f"{s:.2g}" for s in q.get("input_spacing", [])),
+                "spacing_out": "x".join(f"{s:.2g}" for s in q.get("output_spacing", [])),
+                "bias_min": (q.get("bias_field") or {}).get("min"),
+                "bias_max": (q.get("bias_field") or {}).get("max"),
+            }
+        )
+    df = pd.DataFrame(rows)
+    if len(df):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        for seq, part in df.groupby("seq"):
+            ax.hist(
+                part["bias_max"].astype(float) - part["bias_min"].astype(float),
+                alpha=0.6,
+                label=seq,
+                bins=15,
+            )
+        ax.set_xlabel("N4 bias field range (max - min)")
+        ax.set_ylabel("cases")
+        ax.legend()
+        figs = fig_html(fig, "Range of the estimated bias field per case (MRI)")
+    return (
+        figs
+        + "<details><summary>Per-case preprocessing record</summary>"
+        + table_html(df)
+        + "</details>"
+    )
+
+
+def icc_section(icc: pd.DataFrame, threshold: float) -> str:
+    if not len(icc):
+        return '<p class="note">Only one reader: no ICC.</p>'
+    cats = icc.groupby(["kind", "category"]).size().unstack(fill_value=0)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for kind, part in icc.groupby("kind"):
+        ax.hist(part["icc"].dropna().clip(-0.2, 1), bins=30, alpha=0.6, label=kind)
+    ax.axvline(threshold, color="k", ls="--", lw=1)
+    ax.set_xlabel("ICC")
+    ax.set_ylabel("features")
+    ax.legend()
+    return fig_html(fig, f"ICC distribution (threshold {threshold})") + table_html(cats, index=True)
+
+
+def combat_section(summary: dict, raw: pd.DataFrame, harm: pd.DataFrame) -> str:
+    body = ""
+    if "center_auc_before" in summary:
+        body += (
+            f"<p>Center predictability (CV AUC of predicting the center from the features, "
+            f"training rows): <b>{summary['center_auc_before']:.3f}</b> before, "
+            f"<b>{summary['center_auc_after']:.3f}</b> after ComBat (0.5 = centers "
+            f"indistinguishable).</p>"
+        )
+    feats = [
+        c for c in raw.columns if c not in ("center", "split") and not c.startswith("clinical__")
+    ]
+    feats = [c for c in feats if c in harm.columns]
+    if len(feats) >= 2 and len(raw) > 3:
+        from sklearn.decomposition import PCA
+
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+        for ax, (name, t) in zip(axes, [("before", raw), ("after", harm)], strict=True):
+            Z = t[feats].to_numpy(float)
+            Z = (Z - np.nanmean(Z, 0)) / (np.nanstd(Z, 0) + 1e-12)
+            pcs = PCA(n_components=2, random_state=0).fit_transform(np.nan_to_num(Z))
+            for center in sorted(t["center"].unique()):
+                m = (t["center"] == center).to_numpy()
+                ax.scatter(pcs[m, 0], pcs[m, 1], s=12, label=center)
+            ax.set_title(f"PCA {name} ComBat")
+            ax.set_xlabel("PC1")
+            ax.set_ylabel("PC2")
+        axes[1].legend(fontsize=7)
+        body += fig_html(fig, "Features by center, before and after harmonisation")
+    return body
+
+
+def _curve_fig(
+    curves: pd.DataFrame, kind: str, xlabel: str, ylabel: str, title: str, diagonal: bool = False
+):
+    part = curves[curves["kind"] == kind]
+    if not len(part):
+        return ""
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    for (cohort, series), d in part.groupby(["cohort", "series"], sort=True):
+        label = cohort if series in ("", "model") else f"{cohort} {series}"
+        style = "--" if series in ("treat_all", "treat_none", "low") else "-"
+        ax.plot(
+            d["x"],
+            d["y"],
+            style,
+            label=label,
+            lw=1.4,
+            drawstyle="steps-post" if kind == "km" else "default",
+        )
+    if diagonal:
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    if kind == "decision":
+        ymax = part["y"].max()
+        ax.set_ylim(-0.05, max(ymax, 0.05) * 1.1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    return fig_html(fig, title)
+
+
+def model_section(
+    endpoint: str,
+    model: str,
+    card: dict,
+    metrics: pd.DataFrame,
+    curves: pd.DataFrame,
+    selection: pd.DataFrame,
+) -> str:
+    body = f"<h3>{html.escape(endpoint)} / {html.escape(model)}</h3>"
+    body += (
+        f"<p class='note'>Feature groups: {', '.join(card.get('groups', []) or [])}; "
+        f"trained on {card.get('n_train', '?')} cases of centers "
+        f"{', '.join(card.get('training_centers', []))}.</p>"
+    )
+    wide = metrics.pivot_table(index="metric", columns="cohort", values="value", aggfunc="first")
+    ci = metrics.assign(
+        txt=lambda d: d.apply(
+            lambda r: (
+                f"{r['value']:.3f}"
+                + (f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if pd.notna(r.get("ci_low")) else "")
+            ),
+            axis=1,
+        )
+    ).pivot_table(index="metric", columns="cohort", values="txt", aggfunc="first")
+    body += table_html(ci if len(ci) else wide, index=True)
+    body += _curve_fig(curves, "roc", "1 - specificity", "sensitivity", "ROC", diagonal=True)
+    body += _curve_fig(
+        curves,
+        "calibration",
+        "predicted probability",
+        "observed frequency",
+        "Calibration",
+        diagonal=True,
+    )
+    body += _curve_fig(curves, "decision", "threshold probability", "net benefit", "Decision curve")
+    body += _curve_fig(
+        curves,
+        "km",
+        "time",
+        "event-free survival",
+        "Kaplan-Meier by risk group (cutoff = training median)",
+    )
+    if len(selection):
+        body += "<h4>Selected features</h4>" + table_html(selection)
+    return body
+
+
+def checklist(cfg: dict, n_train: int) -> str:
+    """A CLEAR-style checklist of what this run did (facts from the config)."""
+    p, h, r = cfg["preprocess"], cfg["harmonization"], cfg["reproducibility"]
+    items = [
+        ("Study design", f"{len(cfg['endpoints'])} endpoint(s); {n_train} training cases"),
+        (
+            "Imaging",
+            f"{cfg['cohort']['modality']}, sequences {', '.join(cfg['cohort']['sequences'])}",
+        ),
+        ("Resampling", f"{p['spacing']} mm, {p['interpolator']} interpolation, masks nearest"),
+        (
+            "Bias correction / window",
+            "N4" if cfg["cohort"]["modality"] == "MRI" else f"HU {p['hu_window']}",
+        ),
+        (
+            "Normalisation",
+            p["normalization"]
+            + (" (landmarks from training cases only)" if p["normalization"] == "nyul" else ""),
+        ),
+        (
+            "Segmentation",
+            f"{cfg['segmentation']['method']}; readers {', '.join(cfg['cohort']['readers'])}",
+        ),
+        (
+            "Feature extraction",
+            f"pyradiomics, params {cfg['features']['params']}, mode {cfg['features']['mode']}",
+        ),
+        ("Harmonisation", "ComBat fitted on training rows" if h.get("enabled") else "none"),
+        (
+            "Reproducibility",
+            f"ICC {r.get('icc_type')} >= {r.get('threshold')}" if r.get("enabled") else "none",
+        ),
+        ("Feature selection", ", ".join(cfg.get("selection", {})) + " (inside every CV fold)"),
+        (
+            "Validation",
+            f"{cfg['evaluation']['cv']['n_splits']}-fold CV x {cfg['evaluation']['cv']['n_repeats']}, held-out test, external centers",
+        ),
+        (
+            "Uncertainty",
+            f"95% CIs ({cfg['evaluation']['bootstrap']} bootstrap replicates, DeLong for AUC)",
+        ),
+        (
+            "Leakage check",
+            "shuffled-label CV (should be AUC ~0.5)"
+            if cfg["evaluation"].get("shuffled_null")
+            else "off",
+        ),
+        (
+            "Reproducibility of the run",
+            f"seed {cfg['seed']}, radstudy {__version__}, pinned dependencies",
+        ),
+    ]
+    return table_html(pd.DataFrame(items, columns=["item", "this run"]))
+
+
+# --------------------------------------------------------------------------- entry point
+def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
+    """Write the report from the workflow's outputs (paths in ``inputs``)."""
+    cases = _read_tsv(inputs["cases"])
+    excluded = _read_tsv(inputs["excluded"])
+    icc = pd.read_csv(inputs["icc"], sep="\t")
+    combat = json.loads(Path(inputs["combat"]).read_text())
+    raw = pd.concat(pd.read_parquet(p) for p in inputs["raw"]).sort_index()
+    harm = pd.concat(pd.read_parquet(p) for p in inputs["harmonized"]).sort_index()
+    clinical = list(cfg["cohort"].get("clinical", []))
+    binary = [ep["column"] for ep in cfg["endpoints"].values() if ep["type"] == "binary"]
+
+    parts = [
+        section("flow", "Cohort flow", cohort_flow(cases, excluded)),
+        section(
+            "table1",
+            "Table 1: clinical characteristics",
+            table_one(cases, clinical, binary[0] if binary else None),
+        ),
+        section("qc", "Preprocessing quality control", qc_section(list(inputs["qc"]))),
+        section(
+            "icc",
+            "Reproducibility across readers (ICC)",
+            icc_section(icc, cfg["reproducibility"].get("threshold", 0.75)),
+        ),
+        section(
+            "combat", "Harmonisation across centers (ComBat)", combat_section(combat, raw, harm)
+        ),
+    ]
+    models = ""
+    for card_p, met_p, cur_p, sel_p in zip(
+        inputs["cards"], inputs["metrics"], inputs["curves"], inputs["selections"], strict=True
+    ):
+        card = json.loads(Path(card_p).read_text())
+        sel = pd.read_csv(sel_p, sep="\t") if Path(sel_p).stat().st_size > 1 else pd.DataFrame()
+        models += model_section(
+            card["endpoint"],
+            card["model"],
+            card,
+            pd.read_csv(met_p, sep="\t"),
+            pd.read_parquet(cur_p),
+            sel,
+        )
+    parts.append(section("models", "Models and evaluation", models))
+    parts.append(
+        section(
+            "checklist",
+            "Checklist (CLEAR-style)",
+            checklist(cfg, int((cases["split"] == "train").sum())),
+        )
+    )
+    nav = " ".join(
+        f'<a href="#{a}">{t}</a>'
+        for a, t in [
+            ("flow", "Cohort"),
+            ("table1", "Table 1"),
+            ("qc", "QC"),
+            ("icc", "ICC"),
+            ("combat", "ComBat"),
+            ("models", "Models"),
+            ("checklist", "Checklist"),
+        ]
+    )
+    title = html.escape(cfg.get("study", {}).get("name", "radstudy"))
+    desc = html.escape(cfg.get("study", {}).get("description", ""))
+    page = (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{title}: radstudy report</title><style>{CSS}</style></head><body>"
+        f"<h1>{title}</h1><p>{desc}</p><nav>{nav}</nav>{''.join(parts)}"
+        f"<p class='note'>radstudy {__version__}</p></body></html>\n"
+    )
+    Path(out_html).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_html).write_text(page)

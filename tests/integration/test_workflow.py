@@ -1,0 +1,82 @@
+"""The real DAG end to end on a tiny synthetic cohort: tables, models, honesty checks."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from .conftest import make_workdir, run_snakemake, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def _metrics(wd, endpoint, model):
+    return pd.read_csv(wd / f"results/evaluation/{endpoint}/{model}/metrics.tsv", sep="\t")
+
+
+def _value(m, cohort, metric):
+    row = m[(m["cohort"] == cohort) & (m["metric"] == metric)]
+    assert len(row) == 1, f"no {metric} for {cohort}: {m['cohort'].unique()}"
+    return row.iloc[0]
+
+
+def test_report_and_tables_exist(demo_run):
+    wd = demo_run
+    assert (wd / "results/report/report.html").stat().st_size > 10_000
+    raw = pd.read_parquet(wd / "results/features/raw/A.parquet")
+    assert raw.index.name == "case_id" and raw.index.is_monotonic_increasing
+    assert {"center", "split"} <= set(raw.columns)
+    assert any(c.startswith("T1__original_") for c in raw.columns)
+    assert any(c.startswith("T2__original_") for c in raw.columns)
+    assert "clinical__afp" in raw.columns
+    icc = pd.read_csv(wd / "results/selection/icc.tsv", sep="\t")
+    assert {"inter", "intra"} <= set(icc["kind"])
+
+
+def test_signal_is_found_on_held_out_data(demo_run):
+    m = _metrics(demo_run, "recurrence", "radiomics_lr")
+    cv = _value(m, "cv", "auc")
+    assert cv["value"] > 0.7
+    ext = _value(m, "external:C", "auc")
+    assert ext["value"] > 0.6
+    assert ext["ci_low"] <= ext["value"] <= ext["ci_high"]
+
+
+def test_shuffled_labels_give_chance_auc(demo_run):
+    m = _metrics(demo_run, "recurrence", "radiomics_lr")
+    assert abs(_value(m, "cv_shuffled", "auc")["value"] - 0.5) < 0.2
+
+
+def test_survival_model_and_training_cutoff(demo_run):
+    wd = demo_run
+    card = json.loads((wd / "results/models/efs/radiomics_cox/card.json").read_text())
+    preds = pd.concat(
+        pd.read_csv(p, sep="\t", dtype={"case_id": str})
+        for p in sorted((wd / "results/evaluation/efs/radiomics_cox/predictions").glob("*.tsv"))
+    )
+    train = preds[preds["split"] == "train"]
+    assert card["cutoff"] == pytest.approx(train["score"].median(), rel=1e-6, abs=1e-9)
+    m = _metrics(wd, "efs", "radiomics_cox")
+    assert _value(m, "train", "c_index")["value"] > 0.6
+
+
+def test_fit_rules_read_training_files_only(demo_run):
+    """Fitting rules take the training centers' files only (external center C absent)."""
+    out = run_snakemake(demo_run, "--dry-run", "--forceall", "--printshellcmds", "--quiet", "rules")
+    assert out.returncode == 0
+    wd = demo_run
+    summary = json.loads((wd / "results/features/combat.json").read_text())
+    assert set(summary["centers"]) == {"A", "B"}
+    card = json.loads((wd / "results/models/recurrence/radiomics_lr/card.json").read_text())
+    assert card["training_centers"] == ["A", "B"]
+
+
+def test_sheet_error_stops_before_any_job(tmp_path, tiny_cohort):
+    wd = make_workdir(tmp_path / "bad", tiny_config(), tiny_cohort)
+    sheet = pd.read_csv(wd / "data/cases.tsv", sep="\t", dtype=str)
+    sheet.loc[2, "split"] = "training"
+    sheet.to_csv(wd / "data/cases.tsv", sep="\t", index=False)
+    proc = run_snakemake(wd, check=False)
+    assert proc.returncode != 0
+    assert "row 4" in proc.stderr and "column 'split'" in proc.stderr
+    assert not (wd / "results/cases").exists()
