@@ -49,6 +49,8 @@ SEG_READERS = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
     config["segmentation"]["method"]
 ]
 MODEL_READER = config["features"]["model_reader"]
+# masks whose features are extracted: readers + segmentation pseudo-readers
+FEATURE_READERS = READERS + SEG_READERS
 # masks carried through preprocessing: every reader, plus the organ mask if given
 PREP_MASKS = READERS + (["organ"] if ORGAN_COL else [])
 
@@ -97,11 +99,7 @@ def organ_mask(wildcards):
 
 def nyul_inputs(wildcards):
     """Training cases only: the landmarks never see test or external rows."""
-    region = {"organ": "organ", "roi": REF_READER}.get(
-        config["preprocess"]["nyul_region"]
-    )
-    if region == "organ" and not ORGAN_COL:
-        region = REF_READER
+    region = nyul_region()
     out = {
         "images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in TRAIN_IDS]
     }
@@ -112,10 +110,19 @@ def nyul_inputs(wildcards):
     return out
 
 
+def nyul_region():
+    """Mask name (reader or 'organ') whose region defines the Nyul landmarks."""
+    region = {"organ": "organ", "roi": REF_READER}.get(config["preprocess"]["nyul_region"])
+    return REF_READER if region == "organ" and not ORGAN_COL else region
+
+
 def normalization_extra(wildcards):
-    if config["preprocess"]["normalization"] == "nyul":
-        return {"nyul": f"results/normalisation/nyul_{wildcards.seq}.json"}
-    return {}
+    if config["preprocess"]["normalization"] != "nyul":
+        return {}
+    out = {"nyul": f"results/normalisation/nyul_{wildcards.seq}.json"}
+    if nyul_region():
+        out["region"] = f"{case_dir(wildcards.case, wildcards.seq)}/mask_{nyul_region()}.nii.gz"
+    return out
 
 
 def case_feature_files(center, reader=MODEL_READER):

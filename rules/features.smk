@@ -2,6 +2,9 @@
 
 Inputs:  results/cases/{case}/{seq}/image.nii.gz, mask_{reader}.nii.gz
 Outputs: results/cases/{case}/{seq}/features_{reader}.parquet  pyradiomics, one row
+One job per case x sequence extracts every reader's mask: the outputs stay per
+reader (a bad mask excludes only that reader), but the interpreter start-up and
+extractor set-up (most of a small job's time) are paid once.
          results/cases/{case}/{seq}/deep.parquet               ResNet features (deep.enabled)
 """
 
@@ -9,13 +12,19 @@ Outputs: results/cases/{case}/{seq}/features_{reader}.parquet  pyradiomics, one 
 rule extract_radiomics:
     input:
         image=rules.normalize_image.output.image,
-        mask="results/cases/{case}/{seq}/mask_{reader}.nii.gz",
+        masks=expand(
+            "results/cases/{{case}}/{{seq}}/mask_{reader}.nii.gz",
+            reader=FEATURE_READERS,
+        ),
     output:
-        features="results/cases/{case}/{seq}/features_{reader}.parquet",
+        features=expand(
+            "results/cases/{{case}}/{{seq}}/features_{reader}.parquet",
+            reader=FEATURE_READERS,
+        ),
     log:
-        "logs/extract_radiomics/{case}_{seq}_{reader}.log",
+        "logs/extract_radiomics/{case}_{seq}.log",
     benchmark:
-        "benchmarks/extract_radiomics/{case}_{seq}_{reader}.tsv"
+        "benchmarks/extract_radiomics/{case}_{seq}.tsv"
     group:
         "case"
     conda:
@@ -26,6 +35,7 @@ rule extract_radiomics:
         runtime=60,
     params:
         cfg=config["features"],
+        readers=FEATURE_READERS,
     script:
         "../scripts/extract_radiomics.py"
 

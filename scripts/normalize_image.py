@@ -7,10 +7,10 @@ from radstudy.preprocess import normalize_case
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    nyul = sm.input.get("nyul")
+    nyul, region = sm.input.get("nyul"), sm.input.get("region")
     run_case_step(
         sm.wildcards.case,
-        inputs=[sm.input.image, sm.input.mask],
+        inputs=[sm.input.image, sm.input.mask, region],
         outputs=[sm.output.image],
         step=lambda: normalize_case(
             sm.wildcards.case,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 
@@ -20,4 +21,10 @@ def setup_logging(path: str | Path, level: int = logging.INFO) -> logging.Logger
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     logging.getLogger("radiomics").setLevel(logging.WARNING)
+
+    def log_uncaught(exc_type, exc, tb):  # a failing job's traceback lands in its log
+        root.critical("uncaught exception", exc_info=(exc_type, exc, tb))
+        sys.__excepthook__(exc_type, exc, tb)
+
+    sys.excepthook = log_uncaught
     return root

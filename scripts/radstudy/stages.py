@@ -340,8 +340,10 @@ def evaluate_model(
             seed=seed,
         )
     else:
+        cols = ["case_id", "cohort", "time", "event", "score"]
+        table = pd.concat([cv[cols], pred[cols]])
         metrics, curves = ev.evaluate_survival(
-            pred, train_cohort="train", n_boot=n_boot, seed=seed, cutoff=card_d["cutoff"]
+            table, cutoff=card_d["cutoff"], n_boot=n_boot, seed=seed, train_cohort="train"
         )
     _write_tsv(metrics, out_metrics)
     curves.to_parquet(out_curves)

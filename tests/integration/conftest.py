@@ -17,6 +17,8 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 # A tiny cohort: 3 centers (2 training, 1 external), 2 sequences, small FOV.
 TINY_SPEC = {
     "seed": 7,
+    "sequences": ["T2"],
+    "readers": ["R1", "R2", "R1r"],
     "fov_mm": 40.0,
     "test_fraction": 0.25,
     "centers": [
@@ -61,6 +63,8 @@ def tiny_config(**overrides) -> dict:
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["cohort"]["sheet"] = "data/cases.tsv"
     cfg["synthetic"] = {"enabled": True, "spec": TINY_SPEC}
+    cfg["cohort"]["sequences"] = ["T2"]
+    cfg["cohort"]["readers"] = ["R1", "R2", "R1r"]
     cfg["evaluation"]["bootstrap"] = 200
     for key, value in overrides.items():
         node = cfg

@@ -1,0 +1,323 @@
+"""Evaluation: AUC with DeLong and bootstrap CIs, threshold metrics, calibration,
+decision curves, C-index, time-dependent AUC; tidy tables and curve data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.metrics import roc_auc_score, roc_curve
+
+Z975 = stats.norm.ppf(0.975)
+
+
+# ---------------------------------------------------------------------------- AUC
+def _midrank(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    n = len(x)
+    ranks = np.empty(n)
+    i = 0
+    while i < n:
+        j = i
+        while j < n and xs[j] == xs[i]:
+            j += 1
+        ranks[i:j] = 0.5 * (i + j - 1) + 1
+        i = j
+    out = np.empty(n)
+    out[order] = ranks
+    return out
+
+
+def delong_auc_var(y, p) -> tuple[float, float]:
+    """AUC and its DeLong variance, fast algorithm of Sun & Xu (2014).
+
+    Written here (about 20 lines) because neither scikit-learn nor scipy
+    provides DeLong's variance; checked against the bootstrap in the tests.
+    """
+    y, p = np.asarray(y).astype(int), np.asarray(p, float)
+    pos, neg = p[y == 1], p[y == 0]
+    m, n = len(pos), len(neg)
+    tx, ty, tz = _midrank(pos), _midrank(neg), _midrank(np.concatenate([pos, neg]))
+    auc = (tz[:m].sum() - m * (m + 1) / 2) / (m * n)
+    v01 = (tz[:m] - tx) / n
+    v10 = 1.0 - (tz[m:] - ty) / m
+    var = np.var(v01, ddof=1) / m + np.var(v10, ddof=1) / n
+    return float(auc), float(var)
+
+
+def auc_ci_delong(y, p, alpha: float = 0.05) -> tuple[float, float, float]:
+    """AUC with a (1 - alpha) DeLong confidence interval (logit-free, clipped to [0, 1])."""
+    auc, var = delong_auc_var(y, p)
+    z = stats.norm.ppf(1 - alpha / 2)
+    se = np.sqrt(max(var, 0.0))
+    return auc, max(0.0, auc - z * se), min(1.0, auc + z * se)
+
+
+def delong_test(y, p1, p2) -> float:
+    """Two-sided p-value of DeLong's test for two correlated AUCs on the same cases."""
+    y = np.asarray(y).astype(int)
+    P = [np.asarray(p1, float), np.asarray(p2, float)]
+    m, n = (y == 1).sum(), (y == 0).sum()
+    v01, v10, aucs = [], [], []
+    for p in P:
+        pos, neg = p[y == 1], p[y == 0]
+        tx, ty, tz = _midrank(pos), _midrank(neg), _midrank(np.concatenate([pos, neg]))
+        aucs.append((tz[:m].sum() - m * (m + 1) / 2) / (m * n))
+        v01.append((tz[:m] - tx) / n)
+        v10.append(1.0 - (tz[m:] - ty) / m)
+    S = np.cov(np.array(v01)) / m + np.cov(np.array(v10)) / n
+    var = S[0, 0] + S[1, 1] - 2 * S[0, 1]
+    if var <= 0:
+        return 1.0
+    z = (aucs[0] - aucs[1]) / np.sqrt(var)
+    return float(2 * stats.norm.sf(abs(z)))
+
+
+def bootstrap_ci(
+    metric, y, p, n: int = 1000, seed: int = 0, stratified: bool = True, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``metric(y, p)``, resampling within each class."""
+    rng = np.random.default_rng(seed)
+    y, p = np.asarray(y), np.asarray(p)
+    idx_by = [np.flatnonzero(y == c) for c in np.unique(y)] if stratified else [np.arange(len(y))]
+    vals = []
+    for _ in range(n):
+        idx = np.concatenate([rng.choice(ix, len(ix)) for ix in idx_by])
+        try:
+            vals.append(metric(y[idx], p[idx]))
+        except ValueError:
+            continue
+    lo, hi = np.nanpercentile(vals, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
+# ----------------------------------------------------------------- threshold metrics
+def youden_threshold(y, p) -> float:
+    """Threshold maximising sensitivity + specificity - 1 (on training OOF predictions)."""
+    fpr, tpr, thr = roc_curve(np.asarray(y).astype(int), np.asarray(p, float))
+    i = int(np.argmax(tpr - fpr))
+    return float(min(thr[i], 1.0))
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    if n == 0:
+        return np.nan, np.nan
+    ph = k / n
+    d = 1 + Z975**2 / n
+    c = (ph + Z975**2 / (2 * n)) / d
+    h = Z975 * np.sqrt(ph * (1 - ph) / n + Z975**2 / (4 * n * n)) / d
+    return float(c - h), float(c + h)
+
+
+def threshold_metrics(y, p, threshold: float) -> dict:
+    """Sensitivity, specificity, accuracy, PPV, NPV (Wilson CIs) and the confusion matrix."""
+    y = np.asarray(y).astype(int)
+    pred = (np.asarray(p, float) >= threshold).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    out = {"tp": tp, "tn": tn, "fp": fp, "fn": fn}
+    for name, k, n in [
+        ("sensitivity", tp, tp + fn),
+        ("specificity", tn, tn + fp),
+        ("accuracy", tp + tn, len(y)),
+        ("ppv", tp, tp + fp),
+        ("npv", tn, tn + fn),
+    ]:
+        out[name] = (k / n if n else np.nan, *_wilson(k, n))
+    return out
+
+
+# ------------------------------------------------------------ calibration, decision
+def calibration(y, p, n_bins: int = 10):
+    """Binned calibration curve, logistic recalibration slope/intercept, Brier score."""
+    import statsmodels.api as sm
+
+    y, p = np.asarray(y).astype(int), np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
+    bins = np.quantile(p, np.linspace(0, 1, min(n_bins, len(np.unique(p))) + 1))
+    which = np.clip(np.searchsorted(bins, p, side="right") - 1, 0, len(bins) - 2)
+    curve = (
+        pd.DataFrame({"bin": which, "p": p, "y": y})
+        .groupby("bin")
+        .agg(predicted=("p", "mean"), observed=("y", "mean"), n=("y", "size"))
+        .reset_index(drop=True)
+    )
+    logit = np.log(p / (1 - p))
+    try:
+        fit = sm.GLM(y, sm.add_constant(logit), family=sm.families.Binomial()).fit()
+        intercept, slope = (float(v) for v in fit.params)
+    except Exception:  # perfect separation on tiny cohorts: no recalibration estimate
+        intercept, slope = np.nan, np.nan
+    brier = float(np.mean((p - y) ** 2))
+    return curve, slope, intercept, brier
+
+
+def decision_curve(y, p, thresholds=None) -> pd.DataFrame:
+    """Net benefit of the model, treat-all and treat-none over threshold probabilities."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, float)
+    thresholds = np.arange(0.01, 0.99, 0.01) if thresholds is None else np.asarray(thresholds)
+    n, prev = len(y), y.mean()
+    rows = []
+    for t in thresholds:
+        pred = p >= t
+        tp, fp = (pred & (y == 1)).sum() / n, (pred & (y == 0)).sum() / n
+        w = t / (1 - t)
+        rows.append(
+            {
+                "threshold": t,
+                "model": tp - fp * w,
+                "treat_all": prev - (1 - prev) * w,
+                "treat_none": 0.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------- survival
+def cindex_ci(time, event, score, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Harrell's C-index (higher score = higher risk) with a bootstrap CI."""
+    from lifelines.utils import concordance_index
+
+    t, e, s = np.asarray(time, float), np.asarray(event, int), np.asarray(score, float)
+    c = concordance_index(t, -s, e)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(t), len(t))
+        if e[i].sum() == 0:
+            continue
+        try:
+            vals.append(concordance_index(t[i], -s[i], e[i]))
+        except ZeroDivisionError:
+            continue
+    lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (np.nan, np.nan)
+    return float(c), float(lo), float(hi)
+
+
+def time_dependent_auc(train_time, train_event, time, event, score, times) -> pd.DataFrame:
+    """Cumulative/dynamic AUC(t) with inverse-probability-of-censoring weights (Uno 2007).
+
+    Written here because scikit-survival (which has it) is not among the pinned
+    dependencies; the censoring distribution is the Kaplan-Meier of the
+    TRAINING censoring times.
+    """
+    from lifelines import KaplanMeierFitter
+
+    km = KaplanMeierFitter().fit(np.asarray(train_time, float), 1 - np.asarray(train_event, int))
+    t, e, s = np.asarray(time, float), np.asarray(event, int), np.asarray(score, float)
+    G = np.clip(km.survival_function_at_times(t).to_numpy(), 1e-6, None)
+    rows = []
+    for tau in times:
+        cases = (t <= tau) & (e == 1)
+        controls = t > tau
+        if cases.sum() == 0 or controls.sum() == 0:
+            rows.append({"time": tau, "auc": np.nan})
+            continue
+        w = 1.0 / G[cases]
+        conc = (s[cases][:, None] > s[controls][None, :]) + 0.5 * (
+            s[cases][:, None] == s[controls][None, :]
+        )
+        auc = float((w[:, None] * conc).sum() / (w.sum() * controls.sum()))
+        rows.append({"time": tau, "auc": auc})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ tidy tables
+def _row(cohort, metric, value, lo=np.nan, hi=np.nan, n=np.nan):
+    return {"cohort": cohort, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi, "n": n}
+
+
+def _curves(cohort: str, kind: str, x, y, series: str = "model") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "cohort": cohort,
+            "kind": kind,
+            "series": series,
+            "x": np.asarray(x, float),
+            "y": np.asarray(y, float),
+        }
+    )
+
+
+def evaluate_binary(pred: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0):
+    """Metrics (tidy) and curve data per cohort from predictions [cohort, y_true, y_prob].
+
+    Repeated-CV cohorts (several predictions per case) are averaged per case first.
+    """
+    rows, curves = [], []
+    for cohort, d in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
+        d = d.groupby("case_id", sort=True).agg(
+            y_true=("y_true", "first"), y_prob=("y_prob", "mean")
+        )
+        y, p = d["y_true"].to_numpy(int), d["y_prob"].to_numpy(float)
+        n = len(y)
+        if n < 2 or len(np.unique(y)) < 2:
+            rows.append(_row(cohort, "n", n, n=n))
+            continue
+        auc, lo, hi = auc_ci_delong(y, p)
+        rows.append(_row(cohort, "auc", auc, lo, hi, n))
+        blo, bhi = bootstrap_ci(roc_auc_score, y, p, n=n_boot, seed=seed)
+        rows.append(_row(cohort, "auc_bootstrap", auc, blo, bhi, n))
+        tm = threshold_metrics(y, p, threshold)
+        for m in ("sensitivity", "specificity", "accuracy", "ppv", "npv"):
+            rows.append(_row(cohort, m, *tm[m], n))
+        for m in ("tp", "tn", "fp", "fn"):
+            rows.append(_row(cohort, m, tm[m], n=n))
+        curve, slope, intercept, brier = calibration(y, p)
+        rows += [
+            _row(cohort, "calibration_slope", slope, n=n),
+            _row(cohort, "calibration_intercept", intercept, n=n),
+            _row(cohort, "brier", brier, n=n),
+            _row(cohort, "threshold", threshold, n=n),
+        ]
+        fpr, tpr, _ = roc_curve(y, p)
+        curves.append(_curves(cohort, "roc", fpr, tpr))
+        curves.append(_curves(cohort, "calibration", curve["predicted"], curve["observed"]))
+        dca = decision_curve(y, p)
+        for series in ("model", "treat_all", "treat_none"):
+            curves.append(_curves(cohort, "decision", dca["threshold"], dca[series], series))
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True) if curves else _empty_curves()
+
+
+def _empty_curves() -> pd.DataFrame:
+    return pd.DataFrame(columns=["cohort", "kind", "series", "x", "y"])
+
+
+def evaluate_survival(
+    pred: pd.DataFrame,
+    cutoff: float,
+    n_boot: int = 1000,
+    seed: int = 0,
+    train_cohort: str = "train",
+):
+    """C-index (CI), log-rank of risk groups (training-median cutoff), AUC(t) per cohort."""
+    from radstudy.survival import km_logrank
+
+    rows, curves = [], []
+    train = pred[pred["cohort"] == train_cohort]
+    for cohort, d in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
+        d = d.groupby("case_id", sort=True).agg(
+            time=("time", "first"), event=("event", "first"), score=("score", "mean")
+        )
+        n = len(d)
+        if n < 3 or d["event"].sum() == 0:
+            rows.append(_row(cohort, "n", n, n=n))
+            continue
+        c, lo, hi = cindex_ci(d["time"], d["event"], d["score"], n_boot=n_boot, seed=seed)
+        rows.append(_row(cohort, "c_index", c, lo, hi, n))
+        rows.append(_row(cohort, "events", int(d["event"].sum()), n=n))
+        group = np.where(d["score"] > cutoff, "high", "low")
+        km = km_logrank(d["time"], d["event"], group)
+        rows.append(_row(cohort, "logrank_p", km["p"], n=n))
+        for g, part in km["curves"].groupby("series"):
+            curves.append(_curves(cohort, "km", part["x"], part["y"], g))
+        if len(train) > 3:
+            times = np.quantile(train["time"][train["event"] == 1], [0.25, 0.5, 0.75])
+            tda = time_dependent_auc(
+                train["time"], train["event"], d["time"], d["event"], d["score"], times
+            )
+            for _, r in tda.iterrows():
+                rows.append(_row(cohort, f"auc_t{r['time']:.3g}", r["auc"], n=n))
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True) if curves else _empty_curves()

@@ -1,0 +1,196 @@
+"""Classifiers as one imblearn Pipeline, cross-validated predictions, model cards.
+
+The pipeline is [caller's pre-steps (group selection, ComBat, ICC filter,
+selection) -> median imputation -> standard scaling -> optional SMOTE ->
+classifier]. imblearn's Pipeline applies SMOTE only while fitting, i.e. only
+to training folds. Cross-validation clones and refits the whole pipeline in
+every fold.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+
+from radstudy.tables import column_group
+
+
+class ColumnGroupSelector(BaseEstimator, TransformerMixin):
+    """Keep feature columns of the named groups (+ ``keep_cols``, e.g. the batch column)."""
+
+    def __init__(self, groups=("radiomics",), keep_cols=()):
+        self.groups = groups
+        self.keep_cols = keep_cols
+
+    def fit(self, X: pd.DataFrame, y=None):
+        self.columns_ = [
+            c for c in X.columns if c in self.keep_cols or column_group(c) in self.groups
+        ]
+        if not [c for c in self.columns_ if c not in self.keep_cols]:
+            raise ValueError(f"no feature column of groups {list(self.groups)}")
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X[self.columns_]
+
+
+class DataFrameStep(BaseEstimator, TransformerMixin):
+    """Wrap a numpy transformer (imputer, scaler) so column names survive."""
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    def fit(self, X, y=None):
+        self.estimator_ = clone(self.estimator).fit(X)
+        self.columns_ = list(X.columns)
+        return self
+
+    def transform(self, X):
+        return pd.DataFrame(self.estimator_.transform(X), index=X.index, columns=self.columns_)
+
+
+def make_classifier(name: str, params: dict | None, random_state: int):
+    params = dict(params or {})
+    if name == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(max_iter=5000, random_state=random_state, **params)
+    if name == "svm":
+        from sklearn.svm import SVC
+
+        return SVC(kernel="rbf", probability=True, random_state=random_state, **params)
+    if name == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        params.setdefault("n_estimators", 300)
+        return RandomForestClassifier(random_state=random_state, n_jobs=1, **params)
+    if name == "knn":
+        from sklearn.neighbors import KNeighborsClassifier
+
+        return KNeighborsClassifier(**params)
+    if name == "xgboost":
+        from xgboost import XGBClassifier
+
+        params.setdefault("n_estimators", 200)
+        params.setdefault("max_depth", 3)
+        return XGBClassifier(
+            random_state=random_state,
+            n_jobs=1,
+            tree_method="exact",
+            eval_metric="logloss",
+            **params,
+        )
+    if name == "mlp":
+        from sklearn.neural_network import MLPClassifier
+
+        params.setdefault("hidden_layer_sizes", (32,))
+        params.setdefault("max_iter", 2000)
+        return MLPClassifier(random_state=random_state, **params)
+    raise ValueError(f"unknown classifier {name!r}")
+
+
+def build_classification_pipeline(spec: dict, random_state: int, pre_steps=()):
+    """Pipeline from a spec like {name: svm, params: {C: 100}, smote: true, grid: {C: [...]}}."""
+    from imblearn.over_sampling import SMOTE
+    from imblearn.pipeline import Pipeline
+    from sklearn.impute import SimpleImputer
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_classifier(spec.get("name", "logistic"), spec.get("params"), random_state)
+    if spec.get("grid"):
+        cv = StratifiedKFold(
+            n_splits=spec.get("inner_cv", 3), shuffle=True, random_state=random_state
+        )
+        clf = GridSearchCV(clf, spec["grid"], cv=cv, scoring="roc_auc", n_jobs=1)
+    steps = list(pre_steps) + [
+        ("impute", DataFrameStep(SimpleImputer(strategy="median"))),
+        ("scale", DataFrameStep(StandardScaler())),
+    ]
+    if spec.get("smote"):
+        steps.append(("smote", SMOTE(random_state=random_state, k_neighbors=3)))
+    steps.append(("model", clf))
+    return Pipeline(steps)
+
+
+def cross_validated_predictions(
+    pipeline, X: pd.DataFrame, y, n_splits: int = 5, n_repeats: int = 1, random_state: int = 0
+) -> pd.DataFrame:
+    """Out-of-fold predictions: the whole pipeline is cloned and refit per fold.
+
+    Binary y -> columns y_true, y_prob; survival y (time, event) -> time, event, score.
+    """
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    survival = isinstance(y, pd.DataFrame)
+    strat = y["event"].to_numpy(int) if survival else np.asarray(y).astype(int)
+    n_splits = int(max(2, min(n_splits, np.bincount(strat).min())))
+    cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
+    rows = []
+    for i, (tr, te) in enumerate(cv.split(X, strat)):
+        model = clone(pipeline).fit(X.iloc[tr], y.iloc[tr])
+        Xt = X.iloc[te]
+        part = pd.DataFrame({"case_id": Xt.index, "repeat": i // n_splits, "fold": i % n_splits})
+        if survival:
+            part["time"] = y.iloc[te]["time"].to_numpy()
+            part["event"] = y.iloc[te]["event"].to_numpy()
+            part["score"] = model.predict(Xt)
+        else:
+            part["y_true"] = np.asarray(y)[te]
+            part["y_prob"] = model.predict_proba(Xt)[:, 1]
+        rows.append(part)
+    return pd.concat(rows).sort_values(["repeat", "case_id"]).reset_index(drop=True)
+
+
+def _final_features(pipeline) -> list[str]:
+    """Column names entering the final estimator (after every pre-step)."""
+    cols: list[str] = []
+    for _, step in pipeline.steps[:-1]:
+        cols = getattr(step, "columns_", cols)
+    return list(cols)
+
+
+def model_card(pipeline, X: pd.DataFrame, y, spec: dict) -> dict:
+    """What a reader of the model needs: inputs, selected features + weights, versions."""
+    final = pipeline.steps[-1][1]
+    est = getattr(final, "best_estimator_", final)
+    feats = _final_features(pipeline)
+    weights = None
+    if hasattr(est, "coef_"):
+        weights = np.asarray(est.coef_).ravel()
+    elif hasattr(est, "feature_importances_"):
+        weights = np.asarray(est.feature_importances_)
+    elif hasattr(est, "params_"):
+        weights = np.asarray(est.params_)
+    selected = [
+        {"feature": f, "weight": None if weights is None else float(weights[i])}
+        for i, f in enumerate(feats)
+    ]
+    survival = isinstance(y, pd.DataFrame)
+    card = {
+        "groups": list(spec.get("groups", [])),
+        "spec": spec,
+        "n_train": int(len(X)),
+        "n_events": int(y["event"].sum()) if survival else int(np.sum(y)),
+        "n_features_in": int(X.shape[1] - ("center" in X.columns)),
+        "selected_features": selected,
+        "steps": [name for name, _ in pipeline.steps],
+        "libraries": {
+            p: md.version(p)
+            for p in (
+                "scikit-learn",
+                "imbalanced-learn",
+                "neuroCombat",
+                "lifelines",
+                "pyradiomics-bhklab",
+                "numpy",
+                "pandas",
+            )
+        },
+    }
+    if hasattr(final, "best_params_"):
+        card["best_params"] = final.best_params_
+    return card
