@@ -112,7 +112,9 @@ def nyul_inputs(wildcards):
 
 def nyul_region():
     """Mask name (reader or 'organ') whose region defines the Nyul landmarks."""
-    region = {"organ": "organ", "roi": REF_READER}.get(config["preprocess"]["nyul_region"])
+    region = {"organ": "organ", "roi": REF_READER}.get(
+        config["preprocess"]["nyul_region"]
+    )
     return REF_READER if region == "organ" and not ORGAN_COL else region
 
 
@@ -121,7 +123,9 @@ def normalization_extra(wildcards):
         return {}
     out = {"nyul": f"results/normalisation/nyul_{wildcards.seq}.json"}
     if nyul_region():
-        out["region"] = f"{case_dir(wildcards.case, wildcards.seq)}/mask_{nyul_region()}.nii.gz"
+        out["region"] = (
+            f"{case_dir(wildcards.case, wildcards.seq)}/mask_{nyul_region()}.nii.gz"
+        )
     return out
 
 
@@ -173,3 +177,54 @@ def report_inputs(pattern):
     return [
         pattern.format(endpoint=ep, model=m) for ep in ENDPOINTS for m in MODELS[ep]
     ]
+
+
+def deep_checkpoint(wildcards):
+    """The trained ResNet when deep.weights is 'train' (training cases only)."""
+    if config["deep"]["weights"] == "train":
+        return {"checkpoint": f"results/models/deep/{wildcards.seq}.pt"}
+    return {}
+
+
+def deep_endpoint():
+    """Column the ResNet is trained on: deep.endpoint, else the first binary endpoint,
+    else the event indicator of the first survival endpoint."""
+    name = config["deep"].get("endpoint") or ENDPOINTS[0]
+    ep = config["endpoints"][name]
+    return ep["column"] if ep["type"] == "binary" else ep["event"]
+
+
+# readers whose masks form the consensus (repeat readings left out)
+HUMAN_READERS = [r for r in READERS if r not in config["cohort"]["repeats"]]
+
+
+def segmentation_mask_rows(wildcards):
+    """[case, name, path] for every reader / pseudo-reader mask of one sequence."""
+    return [
+        [c, r, f"{case_dir(c, wildcards.seq)}/mask_{r}.nii.gz"]
+        for c in sorted(ROW.index)
+        for r in HUMAN_READERS + SEG_READERS
+    ]
+
+
+def segmentation_membership_rows(wildcards):
+    return [
+        [c, r, f"{case_dir(c, wildcards.seq)}/membership_{r}.nii.gz"]
+        for c in sorted(ROW.index)
+        for r in SEG_READERS
+    ]
+
+
+def segmentation_mask_files(wildcards):
+    return [row[2] for row in segmentation_mask_rows(wildcards)]
+
+
+def segmentation_membership_files(wildcards):
+    return [row[2] for row in segmentation_membership_rows(wildcards)]
+
+
+def segmentation_outputs():
+    """Agreement tables when there is something to compare (2+ mask sources)."""
+    if len(HUMAN_READERS) + len(SEG_READERS) < 2:
+        return []
+    return expand("results/segmentation/{seq}/dice_pairwise.tsv", seq=SEQS)

@@ -6,6 +6,7 @@ One job per case x sequence extracts every reader's mask: the outputs stay per
 reader (a bad mask excludes only that reader), but the interpreter start-up and
 extractor set-up (most of a small job's time) are paid once.
          results/cases/{case}/{seq}/deep.parquet               ResNet features (deep.enabled)
+         results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train)
 """
 
 
@@ -40,8 +41,40 @@ rule extract_radiomics:
         "../scripts/extract_radiomics.py"
 
 
+rule fit_deep:
+    input:
+        images=expand("results/cases/{case}/{{seq}}/image.nii.gz", case=TRAIN_IDS),
+        masks=expand(
+            "results/cases/{case}/{{seq}}/mask_{reader}.nii.gz",
+            case=TRAIN_IDS,
+            reader=MODEL_READER,
+        ),
+        sheets=train_sheets(),
+    output:
+        checkpoint="results/models/deep/{seq}.pt",
+        history="results/models/deep/{seq}.json",
+    log:
+        "logs/fit_deep/{seq}.log",
+    benchmark:
+        "benchmarks/fit_deep/{seq}.tsv"
+    conda:
+        "../envs/deep.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        cfg=config["deep"],
+        cases=TRAIN_IDS,
+        endpoint=deep_endpoint,
+        seed=config["seed"],
+    script:
+        "../scripts/fit_deep.py"
+
+
 rule extract_deep:
     input:
+        unpack(deep_checkpoint),
         image=rules.normalize_image.output.image,
         mask=f"results/cases/{{case}}/{{seq}}/mask_{MODEL_READER}.nii.gz",
     output:

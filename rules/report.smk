@@ -24,6 +24,7 @@ rule render_report:
         selections=report_inputs("results/models/{endpoint}/{model}/selection.tsv"),
         metrics=report_inputs("results/evaluation/{endpoint}/{model}/metrics.tsv"),
         curves=report_inputs("results/evaluation/{endpoint}/{model}/curves.parquet"),
+        segmentation=segmentation_outputs(),
         qc=expand(
             "results/cases/{case}/{seq}/qc.json", case=sorted(ROW.index), seq=SEQS
         ),

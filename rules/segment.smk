@@ -1,10 +1,16 @@
-"""Unsupervised / model segmentation as an extra pseudo-reader.
+"""Unsupervised segmentation as an extra pseudo-reader, and agreement analysis.
 
-Inputs:  results/cases/{case}/{seq}/prepared.nii.gz (+ the sheet's organ mask)
+Inputs:  results/cases/{case}/{seq}/prepared.nii.gz (+ mask_organ.nii.gz), reader masks
 Outputs: results/cases/{case}/{seq}/mask_slic.nii.gz        SLIC superpixels + fuzzy c-means
          results/cases/{case}/{seq}/membership_slic.nii.gz  fuzzy membership (soft output)
-Used when segmentation.method is slic_fcm; features of reader "slic" then exist.
+         results/segmentation/{seq}/dice_pairwise.tsv, dice_matrix.tsv, volume_error.tsv,
+             volume_summary.tsv, entropy.tsv   readers vs consensus vs methods
+With segmentation.method slic_fcm, features of pseudo-reader "slic" exist too.
 """
+
+
+localrules:
+    evaluate_segmentation,
 
 
 rule segment_slic_fcm:
@@ -31,3 +37,51 @@ rule segment_slic_fcm:
         seed=config["seed"],
     script:
         "../scripts/segment_slic_fcm.py"
+
+
+rule evaluate_segmentation:
+    input:
+        masks=segmentation_mask_files,
+        memberships=segmentation_membership_files,
+    output:
+        pairs="results/segmentation/{seq}/dice_pairwise.tsv",
+        matrix="results/segmentation/{seq}/dice_matrix.tsv",
+        volumes="results/segmentation/{seq}/volume_summary.tsv",
+        entropy="results/segmentation/{seq}/entropy.tsv",
+    log:
+        "logs/evaluate_segmentation/{seq}.log",
+    conda:
+        "../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    params:
+        masks=segmentation_mask_rows,
+        memberships=segmentation_membership_rows,
+        readers=HUMAN_READERS,
+        seed=config["seed"],
+    script:
+        "../scripts/evaluate_segmentation.py"
+
+
+rule segment_nnunet:
+    input:
+        image=rules.normalize_image.output.image,
+    output:
+        mask="results/cases/{case}/{seq}/mask_nnunet.nii.gz",
+        membership="results/cases/{case}/{seq}/membership_nnunet.nii.gz",
+    log:
+        "logs/segment_nnunet/{case}_{seq}.log",
+    group:
+        "case"
+    conda:
+        "../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        cfg=config["segmentation"],
+    script:
+        "../scripts/segment_nnunet.py"

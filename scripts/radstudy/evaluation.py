@@ -92,6 +92,25 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def cv_auc(pred: pd.DataFrame) -> tuple[float, float, float]:
+    """Cross-validated AUC: the mean of the per-fold AUCs, with a normal 95% CI.
+
+    Pooling out-of-fold predictions across folds is biased below 0.5 under the
+    null (each fold's intercept mirrors the other folds' class balance), so the
+    per-fold mean is the estimate reported for CV (and the shuffled-label check).
+    """
+    aucs = []
+    for _, d in pred.groupby(["repeat", "fold"]):
+        if d["y_true"].nunique() == 2:
+            aucs.append(roc_auc_score(d["y_true"], d["y_prob"]))
+    aucs = np.asarray(aucs)
+    if not len(aucs):
+        return np.nan, np.nan, np.nan
+    mean = float(aucs.mean())
+    se = float(aucs.std(ddof=1) / np.sqrt(len(aucs))) if len(aucs) > 1 else np.nan
+    return mean, max(0.0, mean - Z975 * se), min(1.0, mean + Z975 * se)
+
+
 # ----------------------------------------------------------------- threshold metrics
 def youden_threshold(y, p) -> float:
     """Threshold maximising sensitivity + specificity - 1 (on training OOF predictions)."""
@@ -244,11 +263,12 @@ def _curves(cohort: str, kind: str, x, y, series: str = "model") -> pd.DataFrame
 def evaluate_binary(pred: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0):
     """Metrics (tidy) and curve data per cohort from predictions [cohort, y_true, y_prob].
 
-    Repeated-CV cohorts (several predictions per case) are averaged per case first.
+    CV cohorts (rows with a ``fold``) report the mean of per-fold AUCs; their other
+    metrics and curves use each case's prediction averaged over the repeats.
     """
     rows, curves = [], []
-    for cohort, d in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
-        d = d.groupby("case_id", sort=True).agg(
+    for cohort, raw in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
+        d = raw.groupby("case_id", sort=True).agg(
             y_true=("y_true", "first"), y_prob=("y_prob", "mean")
         )
         y, p = d["y_true"].to_numpy(int), d["y_prob"].to_numpy(float)
@@ -256,7 +276,10 @@ def evaluate_binary(pred: pd.DataFrame, threshold: float, n_boot: int = 1000, se
         if n < 2 or len(np.unique(y)) < 2:
             rows.append(_row(cohort, "n", n, n=n))
             continue
-        auc, lo, hi = auc_ci_delong(y, p)
+        if "fold" in raw.columns and raw["fold"].notna().all():
+            auc, lo, hi = cv_auc(raw)  # CV: mean of the per-fold AUCs
+        else:
+            auc, lo, hi = auc_ci_delong(y, p)
         rows.append(_row(cohort, "auc", auc, lo, hi, n))
         blo, bhi = bootstrap_ci(roc_auc_score, y, p, n=n_boot, seed=seed)
         rows.append(_row(cohort, "auc_bootstrap", auc, blo, bhi, n))

@@ -169,6 +169,22 @@ def qc_section(qc_paths: list[str]) -> str:
     )
 
 
+def segmentation_section(paths: list[str]) -> str:
+    """Dice matrix, volume agreement and entropy (core vs rim) per sequence."""
+    body = ""
+    for p in paths:
+        folder = Path(p).parent
+        body += f"<h3>{html.escape(folder.name)}</h3>"
+        body += "<h4>Mean Dice (95% CI)</h4>" + table_html(pd.read_csv(p, sep="\t"))
+        body += "<h4>Volume agreement vs reference</h4>" + table_html(
+            pd.read_csv(folder / "volume_summary.tsv", sep="\t"))
+        ent = pd.read_csv(folder / "entropy.tsv", sep="\t")
+        if len(ent):
+            summ = ent.groupby("method")[["entropy_core", "entropy_rim"]].mean().reset_index()
+            body += "<h4>Entropy of the soft output: core vs rim (mean)</h4>" + table_html(summ)
+    return body or '<p class="note">One mask source only: nothing to compare.</p>'
+
+
 def icc_section(icc: pd.DataFrame, threshold: float) -> str:
     if not len(icc):
         return '<p class="note">Only one reader: no ICC.</p>'
@@ -367,6 +383,11 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
         ),
         section("qc", "Preprocessing quality control", qc_section(list(inputs["qc"]))),
         section(
+            "segmentation",
+            "Segmentation agreement",
+            segmentation_section(list(inputs.get("segmentation", []))),
+        ),
+        section(
             "icc",
             "Reproducibility across readers (ICC)",
             icc_section(icc, cfg["reproducibility"].get("threshold", 0.75)),
@@ -403,6 +424,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
             ("flow", "Cohort"),
             ("table1", "Table 1"),
             ("qc", "QC"),
+            ("segmentation", "Segmentation"),
             ("icc", "ICC"),
             ("combat", "ComBat"),
             ("models", "Models"),

@@ -347,3 +347,41 @@ def evaluate_model(
         )
     _write_tsv(metrics, out_metrics)
     curves.to_parquet(out_curves)
+
+
+# -------------------------------------------------------------------------- segmentation
+def evaluate_segmentation(
+    masks: list[list], memberships: list[list], readers: list[str], out_dir: str, seed: int
+) -> None:
+    """Agreement tables between readers, their consensus and automatic methods.
+
+    ``masks``: [case, name, path] rows; ``memberships``: [case, name, path] rows.
+    Markers (excluded cases/readers) are skipped. The reference is the voxel
+    majority of the readers when there are three or more, else the first reader.
+    """
+    import SimpleITK as sitk
+
+    from radstudy.agreement import agreement_tables
+    from radstudy.casestep import marker_reason
+    from radstudy.segment import consensus
+
+    by_case: dict[str, dict] = {}
+    voxel_ml: dict[str, float] = {}
+    for case, name, path in masks:
+        if marker_reason(path) is not None:
+            continue
+        img = sitk.ReadImage(str(path))
+        by_case.setdefault(case, {})[name] = sitk.GetArrayFromImage(img).astype(bool)
+        voxel_ml[case] = float(np.prod(img.GetSpacing())) / 1000.0
+    reference = readers[0]
+    if len(readers) >= 3:
+        reference = "consensus"
+        for m in by_case.values():
+            if all(r in m for r in readers):
+                m["consensus"] = consensus([m[r] for r in readers]).astype(bool)
+    soft = {}
+    for case, name, path in memberships:
+        if case in by_case and name in by_case[case] and marker_reason(path) is None:
+            soft[(case, name)] = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    by_case = {c: m for c, m in by_case.items() if reference in m}
+    agreement_tables(by_case, reference, soft, out_dir, voxel_ml, seed=seed)

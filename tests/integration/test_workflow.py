@@ -26,7 +26,6 @@ def test_report_and_tables_exist(demo_run):
     raw = pd.read_parquet(wd / "results/features/raw/A.parquet")
     assert raw.index.name == "case_id" and raw.index.is_monotonic_increasing
     assert {"center", "split"} <= set(raw.columns)
-    assert any(c.startswith("T1__original_") for c in raw.columns)
     assert any(c.startswith("T2__original_") for c in raw.columns)
     assert "clinical__afp" in raw.columns
     icc = pd.read_csv(wd / "results/selection/icc.tsv", sep="\t")
