@@ -228,3 +228,24 @@ def segmentation_outputs():
     if len(HUMAN_READERS) + len(SEG_READERS) < 2:
         return []
     return expand("results/segmentation/{seq}/dice_pairwise.tsv", seq=SEQS)
+
+
+def _median_spacings():
+    """Training-median voxel spacing per sequence (headers only; training rows only)."""
+    from radstudy.preprocess import median_spacing
+
+    train = ROW.loc[TRAIN_IDS]
+    return {s: median_spacing(train[f"image_{s}"].tolist()) for s in SEQS}
+
+
+MEDIAN_SPACING = (
+    _median_spacings() if config["preprocess"]["spacing"] == "median" else {}
+)
+
+
+def prepare_cfg(wildcards):
+    """Preprocessing settings of one sequence (modality, training-median spacing)."""
+    cfg = {**config["preprocess"], "modality": config["cohort"]["modality"]}
+    if wildcards.seq in MEDIAN_SPACING:
+        cfg["median_spacing"] = MEDIAN_SPACING[wildcards.seq]
+    return cfg

@@ -36,7 +36,7 @@ rule prepare_image:
         masks=sheet_masks,
         readers=PREP_MASKS,
         ref_reader=REF_READER,
-        cfg={**config["preprocess"], "modality": config["cohort"]["modality"]},
+        cfg=prepare_cfg,
     script:
         "../scripts/prepare_image.py"
 

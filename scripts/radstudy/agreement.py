@@ -114,10 +114,13 @@ def agreement_tables(masks_by_case: dict, reference: str, memberships: dict, out
         err = volume_errors(pv, tv).assign(method=name)
         vol_rows.append(err.rename_axis("case_id").reset_index())
         summ.append({"method": name, "reference": reference, **volume_summary(err)})
-    vol = pd.concat(vol_rows) if vol_rows else pd.DataFrame()
+    vol = pd.concat(vol_rows) if vol_rows else pd.DataFrame(columns=["case_id", "method"])
     vol.to_csv(out / "volume_error.tsv", sep="\t", index=False, float_format=FLOAT)
     pd.DataFrame(summ).to_csv(out / "volume_summary.tsv", sep="\t", index=False, float_format=FLOAT)
     ent = [{"case_id": c, "method": n, **entropy_core_rim(u, masks_by_case[c][n], radius_px)}
            for (c, n), u in sorted(memberships.items())]
-    pd.DataFrame(ent).to_csv(out / "entropy.tsv", sep="\t", index=False, float_format=FLOAT)
-    return {"pairs": pairs, "volumes": vol, "entropy": pd.DataFrame(ent)}
+    ent_cols = ["case_id", "method", "entropy_core", "entropy_rim", "core_voxels",
+                "rim_voxels", "core_empty"]
+    ent = pd.DataFrame(ent, columns=ent_cols)
+    ent.to_csv(out / "entropy.tsv", sep="\t", index=False, float_format=FLOAT)
+    return {"pairs": pairs, "volumes": vol, "entropy": ent}

@@ -199,6 +199,9 @@ def median_spacing(image_paths) -> list[float]:
     """Median voxel spacing over images (call with training images only)."""
     sp = []
     for p in image_paths:
+        if Path(p).is_dir():  # DICOM series: read it (slice spacing needs every file)
+            sp.append(read_image(p, Path(p).name).GetSpacing())
+            continue
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(p))
         reader.ReadImageInformation()

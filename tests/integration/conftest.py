@@ -121,3 +121,74 @@ def demo_run(tmp_path_factory, tiny_cohort) -> Path:
     wd = make_workdir(tmp_path_factory.mktemp("run"), tiny_config(), tiny_cohort)
     run_snakemake(wd)
     return wd
+
+
+# An even smaller cohort for the runs that only check mechanics (SLURM, resume, bad input).
+MICRO_SPEC = {
+    "seed": 11,
+    "sequences": ["T2"],
+    "readers": ["R1", "R2"],
+    "fov_mm": 36.0,
+    "test_fraction": 0.25,
+    "centers": [
+        {
+            "name": "A",
+            "n": 10,
+            "role": "train",
+            "spacing": [1.0, 1.0, 2.0],
+            "field_strength": 1.5,
+            "gain": 1.0,
+            "offset": 0.0,
+            "noise": 0.06,
+            "bias": 0.2,
+        },
+        {
+            "name": "B",
+            "n": 10,
+            "role": "train",
+            "spacing": [1.5, 1.5, 1.5],
+            "field_strength": 3.0,
+            "gain": 1.5,
+            "offset": 30.0,
+            "noise": 0.04,
+            "bias": 0.1,
+        },
+        {
+            "name": "C",
+            "n": 5,
+            "role": "external",
+            "spacing": [1.2, 1.2, 2.0],
+            "field_strength": 3.0,
+            "gain": 0.8,
+            "offset": -10.0,
+            "noise": 0.05,
+            "bias": 0.15,
+        },
+    ],
+}
+
+
+def micro_config() -> dict:
+    cfg = tiny_config()
+    cfg["synthetic"]["spec"] = MICRO_SPEC
+    cfg["cohort"]["readers"] = ["R1", "R2"]
+    cfg["cohort"]["repeats"] = {}
+    cfg["evaluation"]["cv"] = {"n_splits": 3, "n_repeats": 1}
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def micro_cohort(tmp_path_factory) -> Path:
+    from radstudy.synth import generate_cohort
+
+    out = tmp_path_factory.mktemp("micro") / "data"
+    generate_cohort(out, MICRO_SPEC)
+    return out
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory, micro_cohort) -> Path:
+    """One uninterrupted local run on the micro cohort (reference for SLURM and resume)."""
+    wd = make_workdir(tmp_path_factory.mktemp("microrun"), micro_config(), micro_cohort)
+    run_snakemake(wd)
+    return wd
