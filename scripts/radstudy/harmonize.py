@@ -39,13 +39,20 @@ class ComBat(BaseEstimator, TransformerMixin):
     """
 
     def __init__(
-        self, batch_col="center", covariate_cols=(), parametric=True, eb=True, mean_only=False
+        self,
+        batch_col="center",
+        covariate_cols=(),
+        parametric=True,
+        eb=True,
+        mean_only=False,
+        ref_batch=None,
     ):
         self.batch_col = batch_col
         self.covariate_cols = covariate_cols
         self.parametric = parametric
         self.eb = eb
         self.mean_only = mean_only
+        self.ref_batch = ref_batch
 
     # ------------------------------------------------------------------ columns
     def _feature_cols(self, X: pd.DataFrame) -> list[str]:
@@ -75,16 +82,18 @@ class ComBat(BaseEstimator, TransformerMixin):
         for c in self.covariate_cols:
             covars[c] = X[c].to_numpy(float)
             cont.append(c)
-        out = nc.neuroCombat(
-            dat=data,
-            covars=covars,
-            batch_col="batch",
-            continuous_cols=cont or None,
-            eb=self.eb,
-            parametric=self.parametric,
-            mean_only=self.mean_only,
-        )
-        est = out["estimates"]
+        if self.ref_batch is None:
+            est = nc.neuroCombat(
+                dat=data,
+                covars=covars,
+                batch_col="batch",
+                continuous_cols=cont or None,
+                eb=self.eb,
+                parametric=self.parametric,
+                mean_only=self.mean_only,
+            )["estimates"]
+        else:
+            est = self._fit_with_reference(data, batch, covars[cont].to_numpy(float))
         order = [str(b) for b in est["batches"]]
         self.grand_mean_ = np.asarray(est["stand.mean"])[:, 0]
         self.var_pooled_ = np.asarray(est["var.pooled"]).ravel()
@@ -99,6 +108,40 @@ class ComBat(BaseEstimator, TransformerMixin):
             self.beta_ = None
         self.fitted_data_ = None  # not kept: the estimator stays small
         return self
+
+    def _fit_with_reference(self, data, batch, cont) -> dict:
+        """ComBat with a reference batch (sva's ``ref.batch``) from neuroCombat's own steps.
+
+        neuroCombat's wrapper crashes on numpy 2 when ``ref_batch`` is set (``np.int``),
+        so its documented steps are called here in the same order with the reference
+        level computed without it: the reference batch defines the grand mean and the
+        pooled variance, and its own rows are left unchanged.
+        """
+        levels = sorted(set(batch))
+        if str(self.ref_batch) not in levels:
+            raise ValueError(f"ref_batch {self.ref_batch!r} is not among batches {levels}")
+        codes = np.array([levels.index(b) for b in batch])
+        ref_level = levels.index(str(self.ref_batch))
+        Y = np.column_stack([codes, cont]) if cont.size else codes[:, None].astype(float)
+        num_cols = list(range(1, Y.shape[1]))
+        design = nc.make_design_matrix(Y, 0, [], num_cols, ref_level)
+        counts = np.bincount(codes)
+        info = {
+            "batch_levels": np.arange(len(levels)), "ref_level": ref_level,
+            "n_batch": len(levels), "n_sample": len(codes), "sample_per_batch": counts,
+            "batch_info": [list(np.flatnonzero(codes == i)) for i in range(len(levels))],
+            "design": design,
+        }
+        s_data, s_mean, v_pool, mod_mean = nc.standardize_across_features(data, design, info)
+        ls = nc.fit_LS_model_and_find_priors(s_data, design, info, self.mean_only)
+        if not self.eb:
+            g, d = nc.find_non_eb_adjustments(s_data, ls, info)
+        elif self.parametric:
+            g, d = nc.find_parametric_adjustments(s_data, ls, info, self.mean_only)
+        else:
+            g, d = nc.find_non_parametric_adjustments(s_data, ls, info, self.mean_only)
+        return {"batches": levels, "var.pooled": v_pool, "stand.mean": s_mean,
+                "mod.mean": mod_mean, "gamma.star": g, "delta.star": d}
 
     # ------------------------------------------------------------------ apply
     def _standardize(self, X: pd.DataFrame) -> np.ndarray:

@@ -103,6 +103,7 @@ def combat_from_cfg(cfg: dict):
         parametric=h.get("parametric", True),
         eb=h.get("eb", True),
         mean_only=h.get("mean_only", False),
+        ref_batch=h.get("ref_batch") or None,
     )
 
 

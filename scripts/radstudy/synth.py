@@ -24,6 +24,10 @@ index, purpose), and every fixed threshold is a constant rather than a cohort
 quantile, so a case's files never depend on how many other cases, centers,
 sequences or readers exist: adding a center later leaves the old files
 byte-identical.
+
+The phantom is written here because the field libraries do not provide one:
+MONAI/TorchIO-style augmentations (bias field, noise) alter an existing image
+and carry no ground truth for size, texture, outcome or reader disagreement.
 """
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ class _Field:
     step is 1 mm or half the smoothing sigma if larger, so that large smooth
     fields stay cheap. Sampling on an axis-aligned target grid is separable, so it is
     done with three small 1-D interpolation matrices (tensor products) instead
-    of a per-point ``map_coordinates``: about ten times faster here.
+    of a per-point ``map_coordinates``: several times faster here.
     """
 
     def __init__(self, rng: np.random.Generator, lo: np.ndarray, extent: float, sigma_mm: float):
@@ -232,7 +236,13 @@ def _latent_case(rng: np.random.Generator, fov: float) -> dict:
 
 
 class _Phantom:
-    """One case's continuous phantom; fields around the tumor live on a 1 mm box."""
+    """One case's continuous phantom in world mm.
+
+    Body and liver are analytic ellipsoids; the tumor's shape perturbation,
+    texture, septa and each reader's boundary displacement are smooth random
+    fields on a box around the tumor that depends only on the case, so a case's
+    anatomy does not depend on the grid it is rendered on.
+    """
 
     def __init__(self, t: dict, fov: float, rngs: dict):
         self.t, self.fov = t, fov

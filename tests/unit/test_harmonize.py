@@ -35,6 +35,12 @@ def _sva(name: str) -> np.ndarray:
         ("nonparametric_adjusted", {"parametric": False, "covariate_cols": ("pheno",)}),
         ("parametric_unadjusted_meanonly", {"mean_only": True}),
         ("parametric_adjusted_meanonly", {"mean_only": True, "covariate_cols": ("pheno",)}),
+        ("parametric_unadjusted_batchref", {"ref_batch": "1"}),
+        ("parametric_adjusted_batchref", {"ref_batch": "1", "covariate_cols": ("pheno",)}),
+        (
+            "nonparametric_adjusted_batchref",
+            {"ref_batch": "1", "parametric": False, "covariate_cols": ("pheno",)},
+        ),
     ],
 )
 def test_matches_r_sva(name, kwargs):
