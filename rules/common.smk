@@ -186,7 +186,7 @@ def deep_checkpoint(wildcards):
     return {}
 
 
-def deep_endpoint():
+def deep_endpoint(wildcards):
     """Column the ResNet is trained on: deep.endpoint, else the first binary endpoint,
     else the event indicator of the first survival endpoint."""
     name = config["deep"].get("endpoint") or ENDPOINTS[0]

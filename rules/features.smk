@@ -5,6 +5,10 @@ Outputs: results/cases/{case}/{seq}/features_{reader}.parquet  pyradiomics, one 
 One job per case x sequence extracts every reader's mask: the outputs stay per
 reader (a bad mask excludes only that reader), but the interpreter start-up and
 extractor set-up (most of a small job's time) are paid once.
+Groups (for cluster bundling): prepare_image and segment_slic_fcm form "prepare";
+normalize_image and extract_radiomics form "case" (normalisation may wait for the
+cohort-level Nyul fit, so the two halves cannot share one group); extract_deep may
+wait for fit_deep and is left ungrouped.
          results/cases/{case}/{seq}/deep.parquet               ResNet features (deep.enabled)
          results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train)
 """
@@ -83,8 +87,6 @@ rule extract_deep:
         "logs/extract_deep/{case}_{seq}.log",
     benchmark:
         "benchmarks/extract_deep/{case}_{seq}.tsv"
-    group:
-        "case"
     conda:
         "../envs/deep.yaml"
     threads: 1

@@ -25,7 +25,7 @@ rule prepare_image:
     benchmark:
         "benchmarks/prepare_image/{case}_{seq}.tsv"
     group:
-        "case"
+        "prepare"
     conda:
         "../envs/imaging.yaml"
     threads: 1

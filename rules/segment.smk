@@ -25,7 +25,7 @@ rule segment_slic_fcm:
     benchmark:
         "benchmarks/segment_slic_fcm/{case}_{seq}.tsv"
     group:
-        "case"
+        "prepare"
     conda:
         "../envs/imaging.yaml"
     threads: 1

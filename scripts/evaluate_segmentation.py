@@ -9,8 +9,11 @@ from radstudy.stages import evaluate_segmentation
 def main(sm) -> None:
     setup_logging(sm.log[0])
     evaluate_segmentation(
-        sm.params.masks, sm.params.memberships, sm.params.readers,
-        str(Path(sm.output.pairs).parent), sm.params.seed,
+        sm.params.masks,
+        sm.params.memberships,
+        sm.params.readers,
+        str(Path(sm.output.pairs).parent),
+        sm.params.seed,
     )
 
 

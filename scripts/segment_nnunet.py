@@ -12,8 +12,11 @@ def main(sm) -> None:
         inputs=[sm.input.image],
         outputs=[sm.output.mask, sm.output.membership],
         step=lambda: nnunet_case(
-            sm.input.image, sm.params.cfg["nnunet_model"], sm.output.mask,
-            sm.output.membership, sm.params.cfg,
+            sm.input.image,
+            sm.params.cfg["nnunet_model"],
+            sm.output.mask,
+            sm.output.membership,
+            sm.params.cfg,
         ),
     )
 

@@ -20,21 +20,32 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / s) if s else 1.0
 
 
-def pairwise_dice(masks_by_case: dict[str, dict[str, np.ndarray]], n_boot: int = 1000,
-                  seed: int = 0) -> pd.DataFrame:
+def pairwise_dice(
+    masks_by_case: dict[str, dict[str, np.ndarray]], n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Mean Dice per pair of mask names over cases, bootstrap 95% CI (cases resampled)."""
     names = sorted({n for m in masks_by_case.values() for n in m})
     rng = np.random.default_rng(seed)
     rows = []
     for a, b in combinations(names, 2):
-        vals = np.array([dice(m[a], m[b]) for _, m in sorted(masks_by_case.items())
-                         if a in m and b in m])
+        vals = np.array(
+            [dice(m[a], m[b]) for _, m in sorted(masks_by_case.items()) if a in m and b in m]
+        )
         if not len(vals):
             continue
         boots = [vals[rng.integers(0, len(vals), len(vals))].mean() for _ in range(n_boot)]
         lo, hi = np.percentile(boots, [2.5, 97.5])
-        rows.append({"name_a": a, "name_b": b, "mean": vals.mean(), "sd": vals.std(ddof=1)
-                     if len(vals) > 1 else np.nan, "ci_low": lo, "ci_high": hi, "n": len(vals)})
+        rows.append(
+            {
+                "name_a": a,
+                "name_b": b,
+                "mean": vals.mean(),
+                "sd": vals.std(ddof=1) if len(vals) > 1 else np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": len(vals),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -97,8 +108,15 @@ def entropy_core_rim(membership: np.ndarray, mask: np.ndarray, radius_px: int = 
     }
 
 
-def agreement_tables(masks_by_case: dict, reference: str, memberships: dict, out_dir,
-                     voxel_ml: dict, radius_px: int = 10, seed: int = 0) -> dict:
+def agreement_tables(
+    masks_by_case: dict,
+    reference: str,
+    memberships: dict,
+    out_dir,
+    voxel_ml: dict,
+    radius_px: int = 10,
+    seed: int = 0,
+) -> dict:
     """Write dice_pairwise/dice_matrix/volume_error/volume_summary/entropy TSVs."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,19 +126,35 @@ def agreement_tables(masks_by_case: dict, reference: str, memberships: dict, out
     vol_rows, summ = [], []
     names = sorted({n for m in masks_by_case.values() for n in m} - {reference})
     for name in names:
-        pv = pd.Series({c: m[name].sum() * voxel_ml[c] for c, m in masks_by_case.items() if name in m})
-        tv = pd.Series({c: m[reference].sum() * voxel_ml[c] for c, m in masks_by_case.items()
-                        if reference in m})
+        pv = pd.Series(
+            {c: m[name].sum() * voxel_ml[c] for c, m in masks_by_case.items() if name in m}
+        )
+        tv = pd.Series(
+            {
+                c: m[reference].sum() * voxel_ml[c]
+                for c, m in masks_by_case.items()
+                if reference in m
+            }
+        )
         err = volume_errors(pv, tv).assign(method=name)
         vol_rows.append(err.rename_axis("case_id").reset_index())
         summ.append({"method": name, "reference": reference, **volume_summary(err)})
     vol = pd.concat(vol_rows) if vol_rows else pd.DataFrame(columns=["case_id", "method"])
     vol.to_csv(out / "volume_error.tsv", sep="\t", index=False, float_format=FLOAT)
     pd.DataFrame(summ).to_csv(out / "volume_summary.tsv", sep="\t", index=False, float_format=FLOAT)
-    ent = [{"case_id": c, "method": n, **entropy_core_rim(u, masks_by_case[c][n], radius_px)}
-           for (c, n), u in sorted(memberships.items())]
-    ent_cols = ["case_id", "method", "entropy_core", "entropy_rim", "core_voxels",
-                "rim_voxels", "core_empty"]
+    ent = [
+        {"case_id": c, "method": n, **entropy_core_rim(u, masks_by_case[c][n], radius_px)}
+        for (c, n), u in sorted(memberships.items())
+    ]
+    ent_cols = [
+        "case_id",
+        "method",
+        "entropy_core",
+        "entropy_rim",
+        "core_voxels",
+        "rim_voxels",
+        "core_empty",
+    ]
     ent = pd.DataFrame(ent, columns=ent_cols)
     ent.to_csv(out / "entropy.tsv", sep="\t", index=False, float_format=FLOAT)
     return {"pairs": pairs, "volumes": vol, "entropy": ent}

@@ -127,8 +127,11 @@ class ComBat(BaseEstimator, TransformerMixin):
         design = nc.make_design_matrix(Y, 0, [], num_cols, ref_level)
         counts = np.bincount(codes)
         info = {
-            "batch_levels": np.arange(len(levels)), "ref_level": ref_level,
-            "n_batch": len(levels), "n_sample": len(codes), "sample_per_batch": counts,
+            "batch_levels": np.arange(len(levels)),
+            "ref_level": ref_level,
+            "n_batch": len(levels),
+            "n_sample": len(codes),
+            "sample_per_batch": counts,
             "batch_info": [list(np.flatnonzero(codes == i)) for i in range(len(levels))],
             "design": design,
         }
@@ -140,8 +143,14 @@ class ComBat(BaseEstimator, TransformerMixin):
             g, d = nc.find_parametric_adjustments(s_data, ls, info, self.mean_only)
         else:
             g, d = nc.find_non_parametric_adjustments(s_data, ls, info, self.mean_only)
-        return {"batches": levels, "var.pooled": v_pool, "stand.mean": s_mean,
-                "mod.mean": mod_mean, "gamma.star": g, "delta.star": d}
+        return {
+            "batches": levels,
+            "var.pooled": v_pool,
+            "stand.mean": s_mean,
+            "mod.mean": mod_mean,
+            "gamma.star": g,
+            "delta.star": d,
+        }
 
     # ------------------------------------------------------------------ apply
     def _standardize(self, X: pd.DataFrame) -> np.ndarray:

@@ -193,4 +193,15 @@ def model_card(pipeline, X: pd.DataFrame, y, spec: dict) -> dict:
     }
     if hasattr(final, "best_params_"):
         card["best_params"] = final.best_params_
+    lasso = dict(pipeline.steps).get("lasso")
+    if lasso is not None and hasattr(lasso, "path_"):
+        path = lasso.path_
+        ever = path.columns[(path != 0).any()]
+        top = sorted(ever, key=lambda c: (-path[c].abs().max(), c))[:25]
+        card["lasso"] = {
+            "C": [float(c) for c in path.index],
+            "cv_mean": [float(v) for v in lasso.cv_error_["mean"]],
+            "cv_sd": [float(v) for v in lasso.cv_error_["sd"]],
+            "path": {c: [float(v) for v in path[c]] for c in top},
+        }
     return card

@@ -177,7 +177,8 @@ def segmentation_section(paths: list[str]) -> str:
         body += f"<h3>{html.escape(folder.name)}</h3>"
         body += "<h4>Mean Dice (95% CI)</h4>" + table_html(pd.read_csv(p, sep="\t"))
         body += "<h4>Volume agreement vs reference</h4>" + table_html(
-            pd.read_csv(folder / "volume_summary.tsv", sep="\t"))
+            pd.read_csv(folder / "volume_summary.tsv", sep="\t")
+        )
         ent = pd.read_csv(folder / "entropy.tsv", sep="\t")
         if len(ent):
             summ = ent.groupby("method")[["entropy_core", "entropy_rim"]].mean().reset_index()
@@ -304,6 +305,56 @@ def model_section(
     )
     if len(selection):
         body += "<h4>Selected features</h4>" + table_html(selection)
+        if selection["weight"].notna().any():
+            sel = selection.dropna(subset=["weight"]).sort_values("weight")
+            fig, ax = plt.subplots(figsize=(5, 0.3 * len(sel) + 1))
+            ax.barh(
+                sel["feature"],
+                sel["weight"],
+                color=np.where(sel["weight"] > 0, "#c05621", "#2b6cb0"),
+            )
+            ax.set_xlabel("weight (standardised features)")
+            body += fig_html(fig, "Feature weights of the final model")
+    if "lasso" in card:
+        lasso = card["lasso"]
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        for name, coefs in lasso["path"].items():
+            axes[0].plot(lasso["C"], coefs, lw=1, label=name[:30])
+        axes[0].set_xscale("log")
+        axes[0].set_xlabel("C (inverse of lambda)")
+        axes[0].set_ylabel("coefficient")
+        axes[0].set_title("LASSO coefficient path")
+        m, sd = np.asarray(lasso["cv_mean"]), np.asarray(lasso["cv_sd"])
+        axes[1].errorbar(lasso["C"], m, yerr=sd, fmt="o-", ms=3)
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel("C (inverse of lambda)")
+        axes[1].set_ylabel("CV log-loss")
+        axes[1].set_title("LASSO cross-validation error")
+        body += fig_html(fig, "LASSO path and CV error (training rows)")
+    if "nomogram" in card:
+        nomo = card["nomogram"]
+        pts = pd.DataFrame(nomo["points"])
+        fig, ax = plt.subplots(figsize=(7, 0.5 * pts["covariate"].nunique() + 1.5))
+        names = list(dict.fromkeys(pts["covariate"]))
+        for i, name in enumerate(names):
+            d = pts[pts["covariate"] == name]
+            ax.plot(d["points"], [i] * len(d), "k-|")
+            for _, r in d.iterrows():
+                ax.annotate(
+                    f"{r['value']:.2g}",
+                    (r["points"], i),
+                    textcoords="offset points",
+                    xytext=(0, 6),
+                    ha="center",
+                    fontsize=7,
+                )
+        ax.set_yticks(range(len(names)), [n[:35] for n in names])
+        ax.set_xlabel("points")
+        ax.set_title(f"Nomogram (survival at t = {nomo['time_point']:.3g})")
+        body += fig_html(fig, "Nomogram: points per covariate (standardised scale)")
+        body += "<h4>Total points -> predicted event-free survival</h4>" + table_html(
+            pd.DataFrame(nomo["total"])
+        )
     return body
 
 

@@ -40,8 +40,13 @@ DEFAULTS = {
 }
 
 
-def slic_fcm(image: np.ndarray, spacing, region_mask: np.ndarray | None, cfg: dict | None = None,
-             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def slic_fcm(
+    image: np.ndarray,
+    spacing,
+    region_mask: np.ndarray | None,
+    cfg: dict | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Tumor mask (uint8) and membership (float32) of a volume in numpy (z, y, x) order.
 
     ``spacing`` is given in the same (z, y, x) order as the array.
@@ -61,20 +66,38 @@ def slic_fcm(image: np.ndarray, spacing, region_mask: np.ndarray | None, cfg: di
     img, reg = image[box].astype(np.float64), region[box]
     p1, p99 = np.percentile(img[reg], [1, 99])
     scaled = np.clip((img - p1) / (p99 - p1 + 1e-12), 0, 1)
-    labels = slic(scaled, n_segments=int(cfg["n_segments"]), compactness=float(cfg["compactness"]),
-                  channel_axis=None, spacing=spacing, start_label=1, mask=reg)
+    labels = slic(
+        scaled,
+        n_segments=int(cfg["n_segments"]),
+        compactness=float(cfg["compactness"]),
+        channel_axis=None,
+        spacing=spacing,
+        start_label=1,
+        mask=reg,
+    )
     sp_mean = ndimage.mean(scaled, labels=labels, index=np.arange(labels.max() + 1))
     smooth = ndimage.gaussian_filter(scaled, sigma=float(cfg["smooth_mm"]) / spacing)
     feats = np.stack([smooth[reg], np.asarray(sp_mean)[labels[reg]]])  # 2 x n_voxels
     rng = np.random.default_rng(seed)
     n = feats.shape[1]
-    pick = rng.choice(n, min(n, int(cfg["sample"])), replace=False) if n > cfg["sample"] else np.arange(n)
-    centers, *_ = skfuzzy.cluster.cmeans(feats[:, np.sort(pick)], c=int(cfg["n_clusters"]),
-                                         m=float(cfg["m"]), error=1e-5, maxiter=300, seed=seed)
+    pick = (
+        rng.choice(n, min(n, int(cfg["sample"])), replace=False)
+        if n > cfg["sample"]
+        else np.arange(n)
+    )
+    centers, *_ = skfuzzy.cluster.cmeans(
+        feats[:, np.sort(pick)],
+        c=int(cfg["n_clusters"]),
+        m=float(cfg["m"]),
+        error=1e-5,
+        maxiter=300,
+        seed=seed,
+    )
     order = np.argsort(centers[:, 0])  # deterministic cluster numbering by intensity
     centers = centers[order]
-    u, *_ = skfuzzy.cluster.cmeans_predict(feats, centers, m=float(cfg["m"]), error=1e-5,
-                                           maxiter=300, seed=seed)
+    u, *_ = skfuzzy.cluster.cmeans_predict(
+        feats, centers, m=float(cfg["m"]), error=1e-5, maxiter=300, seed=seed
+    )
     hard = np.argmax(u, axis=0)
     median = np.median(smooth[reg])
     share = np.bincount(hard, minlength=len(centers)) / n
@@ -99,8 +122,9 @@ def slic_fcm(image: np.ndarray, spacing, region_mask: np.ndarray | None, cfg: di
     return out_mask, out_member
 
 
-def segment_case(case: str, image_path, region_mask_path, out_mask, out_membership,
-                 cfg: dict | None, seed: int) -> dict:
+def segment_case(
+    case: str, image_path, region_mask_path, out_mask, out_membership, cfg: dict | None, seed: int
+) -> dict:
     """File wrapper of :func:`slic_fcm` (geometry copied from the image)."""
     image = sitk.ReadImage(str(image_path))
     arr = sitk.GetArrayFromImage(image)
@@ -143,15 +167,25 @@ def nnunet_predict(image_paths: dict, model_folder, out_mask, cfg: dict | None =
             "segmentation.method nnunet needs nnunetv2: pip install nnunetv2"
         ) from err
     cfg = cfg or {}
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True,
-                                perform_everything_on_device=False, verbose=False)
-    predictor.initialize_from_trained_model_folder(str(model_folder),
-                                                   use_folds=cfg.get("folds", (0,)),
-                                                   checkpoint_name="checkpoint_final.pth")
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=True,
+        perform_everything_on_device=False,
+        verbose=False,
+    )
+    predictor.initialize_from_trained_model_folder(
+        str(model_folder), use_folds=cfg.get("folds", (0,)), checkpoint_name="checkpoint_final.pth"
+    )
     files = [str(image_paths[k]) for k in sorted(image_paths)]
-    predictor.predict_from_files([files], [str(out_mask)], save_probabilities=True,
-                                 overwrite=True, num_processes_preprocessing=1,
-                                 num_processes_segmentation_export=1)
+    predictor.predict_from_files(
+        [files],
+        [str(out_mask)],
+        save_probabilities=True,
+        overwrite=True,
+        num_processes_preprocessing=1,
+        num_processes_segmentation_export=1,
+    )
 
 
 def nnunet_case(image_path, model_folder, out_mask, out_membership, cfg: dict | None) -> None:

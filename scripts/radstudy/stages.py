@@ -235,8 +235,18 @@ def fit_model(
         }
     )
     if ep["type"] == "survival":
+        from radstudy.survival import nomogram
+
         score = pd.Series(pipe.predict(X), index=X.index)
         card["cutoff"] = float(np.median(score))  # learned on training rows only
+        Z = pipe[:-1].transform(X)  # the Cox model's inputs (scaled training rows)
+        t_point = float(np.median(y.loc[y["event"] == 1, "time"]))
+        nomo = nomogram(pipe.steps[-1][1], Z, t_point)
+        card["nomogram"] = {
+            "time_point": t_point,
+            "points": nomo["points"].to_dict(orient="list"),
+            "total": nomo["total"].to_dict(orient="list"),
+        }
     _dump(pipe, out_model)
     _write_json(card, out_card)
     sel = pd.DataFrame(card.get("selected_features", []))

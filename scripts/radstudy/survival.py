@@ -121,3 +121,35 @@ def ph_test(df: pd.DataFrame, covariates: list[str], time: str, event: str) -> p
             "p": s["p"].to_numpy(),
         }
     )
+
+
+def nomogram(model: CoxScoreModel, X: pd.DataFrame, time_point: float, n_ticks: int = 5) -> dict:
+    """Points table of a fitted Cox model over the TRAINING ranges of its inputs.
+
+    Each covariate's contribution beta * x is mapped to points, the covariate with
+    the widest contribution range spanning 0-100; total points map to the predicted
+    survival probability at ``time_point`` through the baseline survival.
+    """
+    beta = pd.Series(model.coef_, index=list(X.columns))
+    lo, hi = X.min(), X.max()
+    contrib_range = (beta * (hi - lo)).abs()
+    scale = 100.0 / contrib_range.max() if contrib_range.max() > 0 else 0.0
+    rows = []
+    for col in X.columns:
+        for v in np.linspace(lo[col], hi[col], n_ticks):
+            pts = (beta[col] * (v - (lo[col] if beta[col] >= 0 else hi[col]))) * scale
+            rows.append({"covariate": col, "value": float(v), "points": float(pts)})
+    table = pd.DataFrame(rows)
+    bs = model.cph_.baseline_survival_  # at the training mean of the covariates
+    base = float(bs[bs.index <= time_point].iloc[-1, 0]) if (bs.index <= time_point).any() else 1.0
+    # linear predictor at zero points (every covariate at its lowest-risk end)
+    lp0 = float(sum(beta[c] * (lo[c] if beta[c] >= 0 else hi[c]) for c in X.columns))
+    mean_lp = float(np.asarray(model.cph_._norm_mean) @ model.coef_)
+    total = np.linspace(0, float(table.groupby("covariate")["points"].max().sum()), 11)
+    lp = lp0 + total / scale if scale else np.full_like(total, lp0)
+    surv = base ** np.exp(lp - mean_lp)
+    return {
+        "points": table,
+        "total": pd.DataFrame({"total_points": total, "survival": surv}),
+        "time_point": float(time_point),
+    }
