@@ -7,6 +7,9 @@ built from the pixel array and geometry alone.
 
 from __future__ import annotations
 
+import gzip
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +39,70 @@ def read_image(path: str | Path, case: str) -> sitk.Image:
             image = reader.Execute()
         else:
             image = sitk.ReadImage(str(path))
+            if path.name.lower().endswith((".nii", ".nii.gz")):
+                image = _check_nifti(path, case, image)
     except CaseError:
         raise
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise CaseError(case, path, f"cannot read image ({first[:160]})") from err
     return strip_metadata(image)
+
+
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes FLOAT32, FLOAT64
+
+
+def _check_nifti(path: Path, case: str, image: sitk.Image) -> sitk.Image:
+    """Catch what ITK's NIfTI reader (ITK < 6) hides: it zero-fills a truncated
+    file and turns every NaN/inf voxel into 0 without an error. Read the raw
+    voxel bytes: a short file is a CaseError; non-finite voxels are put back so
+    that QC sees (and reports) them."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            content = fh.read()
+    except (EOFError, OSError, zlib.error) as err:
+        raise CaseError(case, path, f"file is truncated or corrupt ({err})") from err
+    for end in "<>":
+        hdr_size = struct.unpack(end + "i", content[:4])[0] if len(content) >= 4 else 0
+        if hdr_size in (348, 540):
+            break
+    else:
+        return image
+    if hdr_size == 348:  # NIfTI-1; single file only (magic "n+1")
+        if content[344:347] != b"n+1":
+            return image
+        dims = struct.unpack(end + "8h", content[40:56])
+        datatype, bitpix = struct.unpack(end + "2h", content[70:74])
+        offset = int(struct.unpack(end + "f", content[108:112])[0])
+    else:  # NIfTI-2
+        if content[4:7] != b"n+2":
+            return image
+        datatype, bitpix = struct.unpack(end + "2h", content[12:16])
+        dims = struct.unpack(end + "8q", content[16:80])
+        offset = int(struct.unpack(end + "q", content[168:176])[0])
+    ndim = min(max(int(dims[0]), 1), 7)
+    n_vox = int(np.prod([max(int(d), 1) for d in dims[1 : 1 + ndim]]))
+    expected = n_vox * bitpix // 8
+    if len(content) - offset < expected:
+        raise CaseError(
+            case,
+            path,
+            f"file is truncated ({max(len(content) - offset, 0)} of {expected} bytes of voxels)",
+        )
+    if datatype not in _NIFTI_FLOATS:
+        return image
+    raw = np.frombuffer(content, dtype=end + _NIFTI_FLOATS[datatype], count=n_vox, offset=offset)
+    bad = ~np.isfinite(raw)
+    if not bad.any():
+        return image
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetNumberOfPixels() != n_vox:
+        raise CaseError(case, path, f"image contains {int(bad.sum())} NaN/inf voxels")
+    arr = sitk.GetArrayFromImage(image).astype(np.float64 if raw.itemsize == 8 else np.float32)
+    arr.reshape(-1)[bad] = raw[bad]
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(image)
+    return out
 
 
 def strip_metadata(image: sitk.Image) -> sitk.Image:

@@ -100,8 +100,8 @@ def n4_correct(image: sitk.Image, cfg: dict) -> tuple[sitk.Image, dict]:
     n4.Execute(small, small_mask)
     log_field = n4.GetLogBiasFieldAsImage(pos)
     corrected = pos / sitk.Exp(log_field) - 1.0 + shift
-    field = sitk.GetArrayViewFromImage(sitk.Exp(log_field))
-    inside = sitk.GetArrayViewFromImage(head).astype(bool)
+    field = sitk.GetArrayFromImage(sitk.Exp(log_field))  # a copy: the image is temporary
+    inside = sitk.GetArrayFromImage(head).astype(bool)
     vals = field[inside] if inside.any() else field.ravel()
     stats = {"min": float(vals.min()), "max": float(vals.max()), "mean": float(vals.mean())}
     return sitk.Cast(corrected, sitk.sitkFloat32), stats

@@ -180,7 +180,9 @@ class LassoSelector(_Selector):
         n_splits = int(max(2, min(self.cv, np.bincount(yb).min())))
         cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
         Cs = np.logspace(-2.5, 1.5, self.Cs)
+        # liblinear shuffles coordinates: without a seed its results vary in the 6th digit
         model = LogisticRegressionCV(
+            random_state=self.random_state,
             Cs=Cs,
             cv=cv,
             l1_ratios=(1.0,),
@@ -194,7 +196,10 @@ class LassoSelector(_Selector):
         self.cv_error_ = pd.DataFrame({"C": Cs, "mean": scores.mean(0), "sd": scores.std(0)})
         path = []
         for C in Cs:
-            m = LogisticRegression(C=C, l1_ratio=1.0, solver="liblinear", max_iter=5000).fit(Z, yb)
+            m = LogisticRegression(
+                C=C, l1_ratio=1.0, solver="liblinear", max_iter=5000,
+                random_state=self.random_state,
+            ).fit(Z, yb)
             path.append(m.coef_.ravel())
         self.path_ = pd.DataFrame(path, index=pd.Index(Cs, name="C"), columns=cand)
         coef = pd.Series(model.coef_.ravel(), index=cand)

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from .conftest import REPO, make_workdir, micro_config, run_snakemake
-from .test_reproducibility import checksums
+from .test_reproducibility import differing
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 SCRIPTS = REPO / "tests" / "slurm"
@@ -36,7 +36,5 @@ def test_slurm_run_matches_local_run(tmp_path, cluster, micro_cohort, micro_run)
     assert len(submitted) >= 5, (proc.stdout + proc.stderr)[-3000:]
     # per-case jobs were grouped: fewer submissions than per-case jobs
     assert (remote / ".snakemake" / "slurm_logs").is_dir()
-    a, b = checksums(local), checksums(remote)
-    assert a.keys() == b.keys()
-    assert [k for k in a if a[k] != b[k]] == []
+    assert differing(local, remote) == []
     assert (remote / "results/report/report.html").is_file()
