@@ -32,9 +32,22 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 def smk(wd: Path, *args: str) -> float:
     t = time.perf_counter()
-    subprocess.run([str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
-                    "--configfile", str(wd / "config.yaml"), *args], check=True, cwd=wd,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(wd),
+            "--configfile",
+            str(wd / "config.yaml"),
+            *args,
+        ],
+        check=True,
+        cwd=wd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - t
 
 
@@ -62,8 +75,11 @@ def main() -> None:
     cfg["cohort"]["sheet"] = "data/cases.tsv"
     cfg["cohort"].update({"sequences": ["T2"], "readers": ["R1", "R2"], "repeats": {}})
     per = max(2, args.cases // 4)
-    spec = {"sequences": ["T2"], "readers": ["R1", "R2"],
-            "centers": [{**c, "n": per} for c in DEFAULTS["centers"]]}
+    spec = {
+        "sequences": ["T2"],
+        "readers": ["R1", "R2"],
+        "centers": [{**c, "n": per} for c in DEFAULTS["centers"]],
+    }
     cfg["synthetic"] = {"enabled": True, "spec": spec}
     generate_cohort(tmp / "cohort", spec)
     rows = []
@@ -74,14 +90,21 @@ def main() -> None:
         (wd / "config.yaml").write_text(yaml.safe_dump(cfg))
         shutil.copytree(tmp / "cohort", wd / "data")
         smk(wd, "--cores", "2", "--until", "normalize_image")  # preprocessing: not timed
-        rows.append((f"workflow per-case extraction, {cores} core(s)",
-                     smk(wd, "--cores", str(cores), "--until", target)))
+        rows.append(
+            (
+                f"workflow per-case extraction, {cores} core(s)",
+                smk(wd, "--cores", str(cores), "--until", target),
+            )
+        )
     bare = bare_loop(tmp / "run1", cfg)
     rows.append(("bare sequential pyradiomics loop (1 process)", bare))
-    rows.append(("no-op re-run (all up to date)", smk(tmp / "run1", "--cores", "1", "--until", target)))
+    rows.append(
+        ("no-op re-run (all up to date)", smk(tmp / "run1", "--cores", "1", "--until", target))
+    )
     big = pd.read_csv(tmp / "cohort" / "cases.tsv", sep="\t", dtype=str)
-    many = pd.concat([big.assign(case_id=big["case_id"] + f"x{i}") for i in range(
-        5000 // len(big) + 1)]).head(5000)
+    many = pd.concat(
+        [big.assign(case_id=big["case_id"] + f"x{i}") for i in range(5000 // len(big) + 1)]
+    ).head(5000)
     wd5k = tmp / "dry5000"
     wd5k.mkdir()
     shutil.copytree(tmp / "cohort", wd5k / "data")
@@ -90,16 +113,23 @@ def main() -> None:
     rows.append(("dry-run of a 5,000-case sheet", smk(wd5k, "--cores", "2", "--dry-run")))
     t2, t1 = rows[0][1], rows[1][1]
     lines = [
-        f"# radstudy benchmark ({time.strftime('%Y-%m-%d')})", "",
+        f"# radstudy benchmark ({time.strftime('%Y-%m-%d')})",
+        "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},"
-        f" {platform.platform()}", f"Cohort: {len(big)} synthetic cases, T2, readers R1+R2, "
-        f"params {cfg['features']['params']}", "",
-        "| measurement | seconds |", "|---|---|",
-        *[f"| {name} | {sec:.1f} |" for name, sec in rows], "",
-        "| ratio | value | goal |", "|---|---|---|",
+        f" {platform.platform()}",
+        f"Cohort: {len(big)} synthetic cases, T2, readers R1+R2, "
+        f"params {cfg['features']['params']}",
+        "",
+        "| measurement | seconds |",
+        "|---|---|",
+        *[f"| {name} | {sec:.1f} |" for name, sec in rows],
+        "",
+        "| ratio | value | goal |",
+        "|---|---|---|",
         f"| throughput: bare loop / workflow on 2 cores | {bare / t2:.2f}x | >= 1.8x |",
         f"| overhead: workflow on 1 core / bare loop - 1 | {100 * (t1 / bare - 1):.0f}% | <= 10% |",
-        f"| dry-run 5,000 cases | {rows[-1][1]:.1f} s | < 60 s |", "",
+        f"| dry-run 5,000 cases | {rows[-1][1]:.1f} s | < 60 s |",
+        "",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -197,7 +197,10 @@ class LassoSelector(_Selector):
         path = []
         for C in Cs:
             m = LogisticRegression(
-                C=C, l1_ratio=1.0, solver="liblinear", max_iter=5000,
+                C=C,
+                l1_ratio=1.0,
+                solver="liblinear",
+                max_iter=5000,
                 random_state=self.random_state,
             ).fit(Z, yb)
             path.append(m.coef_.ravel())

@@ -145,8 +145,8 @@ def test_prepare_case_n4_reduces_bias(tmp_path):
     )
     before = cov(arr[region])
     after = cov(read(out_img)[region])
-    assert before > 0.15
-    assert after < 0.5 * before, (before, after)
+    assert before > 0.1
+    assert after < 0.3 * before, (before, after)  # measured: 0.139 -> 0.020 (noise floor)
     assert qc["bias_field"]["max"] / qc["bias_field"]["min"] > 1.5
     assert json.loads(qc_json.read_text())["mask_voxels"] == {"r1": int(roi.sum())}
     np.testing.assert_array_equal(read(out_mask), roi)
@@ -266,7 +266,7 @@ def test_bad_non_reference_mask_excludes_that_reader_only(tmp_path, bad_mask, pr
 
 def test_bad_reference_mask_excludes_case(tmp_path):
     img_p, good, bad, _ = two_reader_case(tmp_path, empty_mask)
-    out_img = tmp_path / "img.nii.gz"
+    out_img = tmp_path / "out.nii.gz"
     with pytest.raises(CaseError) as exc:
         pp.prepare_case(
             "C8",
