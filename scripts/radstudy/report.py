@@ -358,6 +358,57 @@ def model_section(
     return body
 
 
+def selected_features_section(
+    raw: pd.DataFrame, cases: pd.DataFrame, selections: list[pd.DataFrame], descriptors: list[str]
+) -> str:
+    """Correlation clustermap of the selected features (training rows); Spearman of
+    selected deep features with the radiological descriptors."""
+    chosen = sorted(
+        {f for sel in selections if "feature" in sel for f in sel["feature"] if f in raw.columns}
+    )
+    train = raw[raw["split"] == "train"]
+    body = ""
+    if len(chosen) >= 2 and len(train) > 3:
+        import seaborn as sns
+
+        corr = train[chosen].corr(method="spearman").fillna(0)
+        grid = sns.clustermap(
+            corr,
+            cmap="vlag",
+            vmin=-1,
+            vmax=1,
+            figsize=(6, 6),
+            xticklabels=False,
+            yticklabels=[c[:40] for c in chosen],
+        )
+        body += fig_html(
+            grid.figure,
+            "Spearman correlation of the selected features, "
+            "hierarchically clustered (training rows)",
+        )
+        Z = train[chosen].to_numpy(float)
+        Z = (Z - np.nanmean(Z, 0)) / (np.nanstd(Z, 0) + 1e-12)
+        grid = sns.clustermap(
+            pd.DataFrame(np.nan_to_num(Z), index=train.index, columns=chosen),
+            cmap="vlag",
+            vmin=-3,
+            vmax=3,
+            figsize=(7, 6),
+            xticklabels=False,
+            yticklabels=False,
+        )
+        body += fig_html(grid.figure, "Cases x selected features (z-scores), clustered")
+    deep = [f for f in chosen if "__deep_" in f]
+    desc = [d for d in descriptors if d in cases.columns]
+    if deep and desc:
+        from radstudy.deep import spearman_with_descriptors
+
+        d = cases.set_index("case_id").loc[train.index, desc].apply(pd.to_numeric, errors="coerce")
+        body += "<h4>Selected deep features vs radiological descriptors (Spearman)</h4>"
+        body += table_html(spearman_with_descriptors(train[deep], d))
+    return body or '<p class="note">Fewer than two selected features.</p>'
+
+
 def checklist(cfg: dict, n_train: int) -> str:
     """A CLEAR-style checklist of what this run did (facts from the config)."""
     p, h, r = cfg["preprocess"], cfg["harmonization"], cfg["reproducibility"]
@@ -462,6 +513,14 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
             sel,
         )
     parts.append(section("models", "Models and evaluation", models))
+    sels = [pd.read_csv(p, sep="\t") for p in inputs["selections"] if Path(p).stat().st_size > 1]
+    parts.append(
+        section(
+            "features",
+            "Selected features",
+            selected_features_section(raw, cases, sels, list(cfg["cohort"].get("descriptors", []))),
+        )
+    )
     parts.append(
         section(
             "checklist",
@@ -479,6 +538,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
             ("icc", "ICC"),
             ("combat", "ComBat"),
             ("models", "Models"),
+            ("features", "Features"),
             ("checklist", "Checklist"),
         ]
     )
