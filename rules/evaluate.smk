@@ -16,7 +16,12 @@ rule evaluate_model:
             center=CENTERS,
         ),
     output:
-        metrics="results/evaluation/{endpoint}/{model}/metrics.tsv",
+        metrics=report(
+            "results/evaluation/{endpoint}/{model}/metrics.tsv",
+            caption="report/metrics.rst",
+            category="Evaluation",
+            subcategory="{endpoint}",
+        ),
         curves="results/evaluation/{endpoint}/{model}/curves.parquet",
     log:
         "logs/evaluate_model/{endpoint}_{model}.log",

@@ -29,7 +29,11 @@ rule render_report:
             "results/cases/{case}/{seq}/qc.json", case=sorted(ROW.index), seq=SEQS
         ),
     output:
-        html="results/report/report.html",
+        html=report(
+            "results/report/report.html",
+            caption="report/report.rst",
+            category="Report",
+        ),
     log:
         "logs/render_report.log",
     conda:

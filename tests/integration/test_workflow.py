@@ -79,3 +79,11 @@ def test_sheet_error_stops_before_any_job(tmp_path, tiny_cohort):
     assert proc.returncode != 0
     assert "row 4" in proc.stderr and "column 'split'" in proc.stderr
     assert not (wd / "results/cases").exists()
+
+
+def test_snakemake_report(demo_run, tmp_path):
+    """The report is also exposed through `snakemake --report`."""
+    out = tmp_path / "snakemake_report.html"
+    run_snakemake(demo_run, "--report", str(out))
+    text = out.read_text()
+    assert "report.html" in text and "metrics.tsv" in text
