@@ -35,6 +35,13 @@ except ConfigError as err:
 
 rs_cohort.materialize(CASES, SHEET_EXCLUDED, "results/cohort")
 
+try:
+    from radstudy.features import check_params
+
+    check_params(config["features"])
+except ConfigError as err:
+    raise WorkflowError(f"config features: {err}")
+
 SEQS = list(config["cohort"]["sequences"])
 READERS = list(config["cohort"]["readers"])
 REF_READER = config["cohort"]["reference_reader"]

@@ -19,6 +19,7 @@ def main(sm) -> None:
             sm.output.image,
             sm.params.cfg,
             nyul_json=nyul,
+            region_mask_path=region,
         ),
     )
 

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from radstudy.errors import CaseError
+from radstudy.errors import CaseError, ConfigError
 
 MAGIC = b"EXCLUDED\t"
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ def run_case_step(
             return True
         except CaseError as err:
             reason = str(err)
+        except ConfigError:
+            raise  # a config problem is not the case's fault: stop the run
         except Exception as err:  # noqa: BLE001 - one bad case must not stop the run
             log.error("case %s failed:\n%s", case, traceback.format_exc())
             reason = f"case {case}: {type(err).__name__}: {err}"

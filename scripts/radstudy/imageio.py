@@ -106,11 +106,16 @@ def _check_nifti(path: Path, case: str, image: sitk.Image) -> sitk.Image:
 
 
 def strip_metadata(image: sitk.Image) -> sitk.Image:
-    """A copy holding only pixels + geometry (no DICOM/NIfTI header tags)."""
+    """A copy holding only pixels + geometry (no DICOM/NIfTI header tags).
+
+    Built from the pixel array, so no metadata dictionary entry (patient name,
+    ID, dates, descriptions) can travel on to any output.
+    """
     clean = sitk.GetImageFromArray(
         sitk.GetArrayViewFromImage(image).copy(), isVector=image.GetNumberOfComponentsPerPixel() > 1
     )
-    clean.CopyInformation(image) if clean.GetDimension() == image.GetDimension() else None
+    if clean.GetDimension() == image.GetDimension():
+        clean.CopyInformation(image)
     return clean
 
 

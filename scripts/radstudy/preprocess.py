@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from radstudy.casestep import marker_reason, write_marker
-from radstudy.errors import CaseError
+from radstudy.errors import CaseError, ConfigError
 from radstudy.imageio import read_image, write_image
 from radstudy.qc import check_image, check_inside, check_mask
 
@@ -25,11 +25,17 @@ DEFAULTS = {
     "modality": "MRI",
     "spacing": [1.0, 1.0, 1.0],
     "interpolator": "bspline",
-    "n4": {"enabled": True, "shrink_factor": 2, "iterations": [20, 20, 10]},
+    "n4": {
+        "enabled": True,
+        "shrink_factor": 2,
+        "iterations": [20, 20, 10],
+        "convergence_threshold": 0.001,
+        "control_points": 4,
+    },
     "hu_window": [0, 350],
     "normalization": "zscore",
     "scale": 100.0,
-    "nyul_region": "organ",
+    "nyul_region": "organ",  # organ | roi | foreground (Otsu); the workflow picks the masks
     "mask_label": 1,
     "nyul_percentiles": [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99],
     "nyul_scale": [0.0, 100.0],
@@ -43,8 +49,16 @@ PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
 
 
 def merged(cfg: dict | None) -> dict:
+    """The user's ``preprocess`` section over DEFAULTS (n4 merged key by key), checked."""
     out = {**DEFAULTS, **(cfg or {})}
-    out["n4"] = {**DEFAULTS["n4"], **(cfg or {}).get("n4", {})}
+    out["n4"] = {**DEFAULTS["n4"], **((cfg or {}).get("n4") or {})}
+    if out["interpolator"] not in INTERPOLATORS:
+        raise ConfigError(
+            f"preprocess.interpolator must be one of {sorted(INTERPOLATORS)}, "
+            f"not {out['interpolator']!r}"
+        )
+    if out["modality"] not in ("MRI", "CT"):
+        raise ConfigError(f"modality must be MRI or CT, not {out['modality']!r}")
     return out
 
 
@@ -97,6 +111,8 @@ def n4_correct(image: sitk.Image, cfg: dict) -> tuple[sitk.Image, dict]:
     small_mask = sitk.Shrink(head, [shrink] * 3) if shrink > 1 else head
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations([int(i) for i in cfg["n4"]["iterations"]])
+    n4.SetConvergenceThreshold(float(cfg["n4"]["convergence_threshold"]))
+    n4.SetNumberOfControlPoints([int(cfg["n4"]["control_points"])] * 3)
     n4.Execute(small, small_mask)
     log_field = n4.GetLogBiasFieldAsImage(pos)
     corrected = pos / sitk.Exp(log_field) - 1.0 + shift
@@ -191,6 +207,7 @@ def prepare_case(
             "percentiles_after": _percentiles(out),
         }
     )
+    Path(out_qc_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_qc_json).write_text(json.dumps(qc, indent=1, sort_keys=True) + "\n")
     return qc
 
@@ -210,85 +227,161 @@ def median_spacing(image_paths) -> list[float]:
 
 
 # ------------------------------------------------------------------------ normalisation
-# Nyul & Udupa (1999) histogram standardisation, written here (about 30 lines)
-# because the maintained implementation (intensity-normalization) pins numpy<2
-# and older SimpleITK, which conflict with this project's pins.
+# Nyul & Udupa (1999) histogram standardisation, written here (about 40 lines).
+# The maintained implementation, intensity-normalization (NyulNormalize), follows
+# the same algorithm (landmarks = percentiles 1, 10..90, 99; each training image's
+# landmarks mapped linearly so that p1 -> s_min and p99 -> s_max, then averaged;
+# applied as a piecewise-linear map, extrapolated beyond the outer landmarks).
+# Its 3.0.1 release resolves with our pins (adds nibabel) but is not among the
+# project's requirements, and 4.x needs Python >= 3.12; it also takes whole arrays
+# in memory per call and has no notion of exclusion markers. Reimplemented on numpy.
 def _landmarks(values: np.ndarray, percentiles) -> np.ndarray:
     return np.percentile(values, percentiles)
 
 
+def foreground(arr: np.ndarray) -> np.ndarray:
+    """Body/foreground voxels: above the Otsu threshold (the same rule as N4's mask)."""
+    from skimage.filters import threshold_otsu
+
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0 or np.ptp(finite) == 0:
+        return np.isfinite(arr)
+    return arr > threshold_otsu(finite)
+
+
+def _read_array(path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
 def _region_values(image_path, mask_path) -> np.ndarray | None:
-    img = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path)))
-    if mask_path is not None:
-        if marker_reason(mask_path) is not None:
-            return None
-        m = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))).astype(bool)
-        return img[m]
-    return img[img > np.percentile(img, 10)]  # foreground: above the background mode
+    """Intensities inside the mask (None -> foreground); None if the mask is a marker."""
+    img = _read_array(image_path).astype(np.float64)
+    if mask_path is None:
+        return img[foreground(img)]
+    if marker_reason(mask_path) is not None:
+        return None
+    m = _read_array(mask_path).astype(bool)
+    if m.shape != img.shape:
+        log.warning(
+            "fit_nyul: %s skipped (mask grid %s != image %s)", image_path, m.shape, img.shape
+        )
+        return None
+    return img[m]
 
 
-def fit_nyul(image_paths, mask_paths, out_json, cfg: dict) -> dict:
-    """Learn the standard landmarks from the (training) images; markers skipped."""
+def fit_nyul(image_paths: list, mask_paths: list | None, out_json, cfg: dict) -> dict:
+    """Learn the Nyul standard scale from the (training) images only.
+
+    ``mask_paths`` gives a region mask per image (organ or ROI); a None entry (or
+    ``mask_paths=None``) means the image's Otsu foreground. Images or masks that
+    are exclusion markers are skipped. Writes ``out_json``: percentiles, standard
+    landmarks, the region kind ("mask" or "foreground") and the number of images.
+    """
     cfg = merged(cfg)
-    pcts = list(cfg["nyul_percentiles"])
-    s_min, s_max = cfg["nyul_scale"]
-    mapped, used = [], 0
+    pcts = [float(p) for p in cfg["nyul_percentiles"]]
+    if len(pcts) < 3 or np.any(np.diff(pcts) <= 0) or pcts[0] < 0 or pcts[-1] > 100:
+        raise ValueError(f"nyul_percentiles must increase within [0, 100]: {pcts}")
+    s_min, s_max = (float(v) for v in cfg["nyul_scale"])
+    if mask_paths is None:
+        mask_paths = [None] * len(image_paths)
+    mapped = []
     for img_p, mask_p in zip(image_paths, mask_paths, strict=True):
         if marker_reason(img_p) is not None:
             continue
         vals = _region_values(img_p, mask_p)
         if vals is None or vals.size < 10:
+            log.warning("fit_nyul: %s skipped (no usable region)", img_p)
             continue
         lm = _landmarks(vals, pcts)
-        # map each image's landmarks linearly so that p_low -> s_min, p_high -> s_max
-        mapped.append(s_min + (lm - lm[0]) / (lm[-1] - lm[0] + 1e-12) * (s_max - s_min))
-        used += 1
-    if not used:
+        if lm[-1] <= lm[0]:
+            log.warning("fit_nyul: %s skipped (constant region)", img_p)
+            continue
+        # map this image's landmarks linearly so that p_low -> s_min and p_high -> s_max
+        mapped.append(s_min + (lm - lm[0]) / (lm[-1] - lm[0]) * (s_max - s_min))
+    if not mapped:
         raise ValueError("fit_nyul: no usable training image")
     standard = np.mean(mapped, axis=0)
-    model = {"percentiles": pcts, "standard": [float(v) for v in standard], "n_images": used}
-    Path(out_json).write_text(json.dumps(model, indent=1) + "\n")
+    model = {
+        "percentiles": pcts,
+        "standard": [round(float(v), 9) for v in standard],
+        "region": "foreground" if all(m is None for m in mask_paths) else "mask",
+        "n_images": len(mapped),
+    }
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(json.dumps(model, indent=1, sort_keys=True) + "\n")
     return model
 
 
 def apply_nyul(arr: np.ndarray, region: np.ndarray, model: dict) -> np.ndarray:
-    """Piecewise-linear map of this image's landmarks onto the standard ones."""
+    """Piecewise-linear map of this image's landmarks onto the standard ones,
+    extended linearly beyond the outer landmarks (np.interp alone would clip)."""
     lm = _landmarks(region, model["percentiles"])
-    lm = np.maximum.accumulate(lm + np.arange(len(lm)) * 1e-9)  # strictly increasing
-    std = np.asarray(model["standard"])
+    # ties (e.g. a clipped region) would make the map a step: keep it strictly increasing
+    lm = np.maximum.accumulate(lm + np.arange(len(lm)) * 1e-9 * max(1.0, np.ptp(lm)))
+    std = np.asarray(model["standard"], float)
     out = np.interp(arr, lm, std)
-    # extend linearly beyond the outer landmarks (np.interp would clip)
     lo, hi = arr < lm[0], arr > lm[-1]
-    slope_lo = (std[1] - std[0]) / (lm[1] - lm[0] + 1e-12)
-    slope_hi = (std[-1] - std[-2]) / (lm[-1] - lm[-2] + 1e-12)
+    slope_lo = (std[1] - std[0]) / (lm[1] - lm[0])
+    slope_hi = (std[-1] - std[-2]) / (lm[-1] - lm[-2])
     out[lo] = std[0] + (arr[lo] - lm[0]) * slope_lo
     out[hi] = std[-1] + (arr[hi] - lm[-1]) * slope_hi
     return out
 
 
 def normalize_case(
-    case, image_path, mask_path, out_image, cfg: dict, nyul_json=None, region_mask_path=None
+    case: str,
+    image_path,
+    mask_path,
+    out_image,
+    cfg: dict,
+    nyul_json=None,
+    region_mask_path=None,
 ) -> dict:
-    """z-score inside the ROI (x scale), Nyul landmarks, or nothing."""
+    """Intensity normalisation of one prepared image (``cfg["normalization"]``).
+
+    - ``zscore``: (x - mean) / sd over the ROI (``mask_path``; or the region mask
+      when given), times ``cfg["scale"]`` (pyradiomics normalizeScale style).
+    - ``nyul``: frozen landmarks from ``nyul_json`` (see :func:`fit_nyul`). This
+      image's landmarks come from the same kind of region the landmarks were fitted
+      on: ``region_mask_path`` if given, the Otsu foreground if the fit used the
+      foreground (or ``nyul_region`` is "foreground"), else the ROI mask.
+    - ``none``: the image unchanged (as float32).
+
+    Returns the method and the ROI mean / sd after normalisation.
+    """
     cfg = merged(cfg)
+    method = cfg["normalization"]
+    if method not in ("zscore", "nyul", "none"):
+        raise ValueError(f"normalization must be zscore, nyul or none, not {method!r}")
     image = sitk.ReadImage(str(image_path))
     arr = sitk.GetArrayFromImage(image).astype(np.float64)
-    roi = sitk.GetArrayFromImage(sitk.ReadImage(str(mask_path))).astype(bool)
-    method = cfg["normalization"]
+    roi = _read_array(mask_path).astype(bool)
+    if roi.shape != arr.shape:
+        raise CaseError(case, mask_path, f"mask grid {roi.shape} differs from image {arr.shape}")
+    if not roi.any():
+        raise CaseError(case, mask_path, "mask is empty (no labelled voxel)")
+    region = roi
+    if region_mask_path is not None and marker_reason(region_mask_path) is None:
+        region = _read_array(region_mask_path).astype(bool)
+        if region.shape != arr.shape or not region.any():
+            raise CaseError(case, region_mask_path, "region mask is empty or on another grid")
     if method == "zscore":
-        vals = arr[roi]
+        vals = arr[region]
         sd = vals.std()
-        if sd == 0:
+        if not sd > 0:
             raise CaseError(case, image_path, "ROI intensities are constant; cannot z-score")
         out = (arr - vals.mean()) / sd * float(cfg["scale"])
     elif method == "nyul":
         if nyul_json is None:
-            raise ValueError("normalization nyul needs the fitted landmarks")
+            raise ValueError("normalization nyul needs the fitted landmarks (nyul_json)")
         model = json.loads(Path(nyul_json).read_text())
-        region = arr[roi]
-        if region_mask_path is not None and marker_reason(region_mask_path) is None:
-            region = arr[sitk.GetArrayFromImage(sitk.ReadImage(str(region_mask_path))).astype(bool)]
-        out = apply_nyul(arr, region, model)
+        use_fg = region is roi and (
+            model.get("region") == "foreground" or cfg["nyul_region"] == "foreground"
+        )
+        values = arr[foreground(arr)] if use_fg else arr[region]
+        if values.size < 10 or np.ptp(values) == 0:
+            raise CaseError(case, image_path, "Nyul region is too small or constant")
+        out = apply_nyul(arr, values, model)
     else:
         out = arr
     img = sitk.GetImageFromArray(out.astype(np.float32))

@@ -415,3 +415,173 @@ def test_apply_nyul_is_monotone_and_extrapolates():
     assert (np.diff(out) > 0).all()
     assert out[2] == pytest.approx(40.0, abs=1e-6)
     assert out[0] < 0 and out[-1] > 100
+
+
+def test_nyul_training_images_land_on_the_standard_scale(tmp_path):
+    """Each training image (same tissue, other gain/offset) is mapped onto the standard
+    landmarks; a refit on the same files gives the same bytes."""
+    rng = np.random.default_rng(8)
+    arr0, organ = nyul_image(rng, 1.0, 0.0)
+    imgs = []
+    for k, (gain, offset) in enumerate([(1.0, 0.0), (2.0, 100.0), (0.5, -20.0)]):
+        imgs.append(save(to_image(arr0 * gain + offset), tmp_path / f"t{k}.nii.gz"))
+    org = save(to_image(organ), tmp_path / "organ.nii.gz")
+    model = pp.fit_nyul(imgs, [org] * 3, tmp_path / "n.json", {"nyul_scale": [1, 100]})
+    assert model["region"] == "mask"
+    for k, img in enumerate(imgs):
+        out = tmp_path / f"norm{k}.nii.gz"
+        pp.normalize_case("T", img, org, out, {"normalization": "nyul"}, tmp_path / "n.json")
+        lm = np.percentile(read(out)[organ == 1], model["percentiles"])
+        np.testing.assert_allclose(lm, model["standard"], atol=0.05)
+    first = (tmp_path / "n.json").read_bytes()
+    pp.fit_nyul(imgs, [org] * 3, tmp_path / "n.json", {"nyul_scale": [1, 100]})
+    assert (tmp_path / "n.json").read_bytes() == first
+    assert model["standard"][0] == pytest.approx(1.0) and model["standard"][-1] == 100.0
+
+
+def body_image(rng, gain, offset):
+    """Air 0 around a body with two tissues (Otsu separates air from body)."""
+    arr = np.zeros((12, 24, 24), np.float64)
+    body = np.zeros(arr.shape, bool)
+    body[1:11, 3:21, 3:21] = True
+    n = int(body.sum())
+    arr[body] = rng.permutation(
+        np.concatenate([rng.normal(80, 6, n // 2), rng.normal(140, 9, n - n // 2)])
+    )
+    roi = np.zeros(arr.shape, np.uint8)
+    roi[5:7, 10:13, 10:13] = 1  # a small tumour: not the fitting region
+    return (arr * gain + offset).astype(np.float32), body, roi
+
+
+def test_nyul_on_foreground_without_masks(tmp_path):
+    """No region masks: landmarks come from the Otsu foreground, at fit and at apply."""
+    rng = np.random.default_rng(9)
+    imgs = []
+    for k, (gain, offset) in enumerate([(1.0, 0.0), (1.5, 30.0)]):
+        arr, body, roi = body_image(rng, gain, offset)
+        imgs.append(save(to_image(arr), tmp_path / f"t{k}.nii.gz"))
+    model = pp.fit_nyul(imgs, None, tmp_path / "n.json", {})
+    assert model["region"] == "foreground" and model["n_images"] == 2
+    arr, body, roi = body_image(rng, 3.0, 500.0)  # a test scan: other gain and offset
+    np.testing.assert_array_equal(pp.foreground(arr), body)
+    img = save(to_image(arr), tmp_path / "new.nii.gz")
+    roi_p = save(to_image(roi), tmp_path / "roi.nii.gz")
+    out = tmp_path / "norm.nii.gz"
+    pp.normalize_case("F1", img, roi_p, out, {"normalization": "nyul"}, tmp_path / "n.json")
+    lm = np.percentile(read(out)[body], model["percentiles"])
+    np.testing.assert_allclose(lm, model["standard"], atol=1.0)
+
+
+def test_nyul_region_mask_is_used_at_apply(tmp_path):
+    rng = np.random.default_rng(10)
+    arr, organ = nyul_image(rng, 1.0, 0.0)
+    img = save(to_image(arr), tmp_path / "i.nii.gz")
+    org = save(to_image(organ), tmp_path / "o.nii.gz")
+    pp.fit_nyul([img], [org], tmp_path / "n.json", {})
+    roi = np.zeros(arr.shape, np.uint8)
+    roi[4:6, 8:12, 8:12] = 1
+    roi_p = save(to_image(roi), tmp_path / "roi.nii.gz")
+    cfg = {"normalization": "nyul"}
+    with_region = pp.normalize_case(
+        "R", img, roi_p, tmp_path / "a.nii.gz", cfg, tmp_path / "n.json", org
+    )
+    only_roi = pp.normalize_case("R", img, roi_p, tmp_path / "b.nii.gz", cfg, tmp_path / "n.json")
+    lm = np.percentile(read(tmp_path / "a.nii.gz")[organ == 1], [1, 50, 99])
+    np.testing.assert_allclose(lm[[0, 2]], [0.0, 100.0], atol=0.05)
+    # landmarks from the small ROI alone give another map
+    assert abs(with_region["roi_mean"] - only_roi["roi_mean"]) > 1.0
+
+
+def test_zscore_inside_region_mask(tmp_path):
+    rng = np.random.default_rng(11)
+    arr = rng.normal(200, 30, (8, 12, 12)).astype(np.float32)
+    roi = np.zeros(arr.shape, np.uint8)
+    roi[3:5, 4:8, 4:8] = 1
+    region = np.zeros(arr.shape, np.uint8)
+    region[1:7, 2:10, 2:10] = 1
+    paths = [
+        save(to_image(a), tmp_path / f"{n}.nii.gz")
+        for n, a in [("i", arr), ("r", roi), ("g", region)]
+    ]
+    pp.normalize_case("Z", paths[0], paths[1], tmp_path / "o.nii.gz", {"scale": 1}, None, paths[2])
+    out = read(tmp_path / "o.nii.gz")
+    assert out[region == 1].mean() == pytest.approx(0.0, abs=1e-5)
+    assert out[region == 1].std() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_normalize_none_and_bad_method(tmp_path):
+    arr = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    roi = np.zeros(arr.shape, np.uint8)
+    roi[1:3, 1:3, 1:3] = 1
+    img, m = save(to_image(arr), tmp_path / "i.nii.gz"), save(to_image(roi), tmp_path / "m.nii.gz")
+    pp.normalize_case("N", img, m, tmp_path / "o.nii.gz", {"normalization": "none"})
+    np.testing.assert_array_equal(read(tmp_path / "o.nii.gz"), arr)
+    with pytest.raises(ValueError, match="zscore, nyul or none"):
+        pp.normalize_case("N", img, m, tmp_path / "o.nii.gz", {"normalization": "minmax"})
+    with pytest.raises(ValueError, match="nyul_percentiles"):
+        pp.fit_nyul([img], [m], tmp_path / "n.json", {"nyul_percentiles": [50, 10, 90]})
+
+
+def test_prepare_case_qc_record_and_median_spacing(tmp_path):
+    """The QC JSON records the geometry before/after, percentiles and mask counts;
+    spacing 'median' takes the training median given by the workflow; B-spline default."""
+    rng = np.random.default_rng(12)
+    arr = (rng.normal(500, 20, (10, 30, 20)) + np.arange(20) * 10).astype(np.float32)
+    roi = np.zeros(arr.shape, np.uint8)
+    roi[3:7, 10:20, 5:15] = 1
+    sp, origin = (0.8, 0.6, 3.0), (-5.0, 2.0, 7.0)
+    img_p = save(to_image(arr, sp, origin), tmp_path / "i.nii.gz")
+    m_p = save(to_image(roi, sp, origin), tmp_path / "m.nii.gz")
+    cfg = {"modality": "CT", "hu_window": [-1000, 3000], "spacing": "median"}
+    cfg["median_spacing"] = [1.6, 1.2, 3.0]
+    out = tmp_path / "sub" / "o.nii.gz"
+    qc = pp.prepare_case(
+        "Q1",
+        "CT",
+        img_p,
+        {"R1": m_p},
+        "R1",
+        out,
+        {"R1": tmp_path / "m1.nii.gz"},
+        tmp_path / "sub" / "qc.json",
+        cfg,
+    )
+    saved = json.loads((tmp_path / "sub" / "qc.json").read_text())
+    assert saved == qc
+    assert qc["input_spacing"] == pytest.approx(list(sp)) and qc["input_size"] == [20, 30, 10]
+    assert qc["input_origin"] == pytest.approx(list(origin))
+    assert qc["output_spacing"] == pytest.approx([1.6, 1.2, 3.0])
+    assert qc["output_size"] == [10, 15, 10]
+    assert qc["modality"] == "CT" and qc["warnings"] == [] and "bias_field" not in qc
+    assert qc["percentiles_before"]["50"] == pytest.approx(np.percentile(arr, 50), rel=1e-6)
+    after = read(out)
+    assert qc["percentiles_after"]["50"] == pytest.approx(np.percentile(after, 50), rel=1e-6)
+    # physical ROI volume kept up to nearest-neighbour rounding at half the resolution
+    # (10 voxels -> 5 or 6 along x and y: measured 120 voxels = +20 %)
+    assert qc["mask_voxels"]["R1"] * 1.6 * 1.2 * 3.0 == pytest.approx(
+        roi.sum() * 0.8 * 0.6 * 3, rel=0.25
+    )
+    # B-spline (3rd order) differs from linear on the ramp + noise
+    lin = tmp_path / "lin.nii.gz"
+    pp.prepare_case(
+        "Q1",
+        "CT",
+        img_p,
+        {"R1": m_p},
+        "R1",
+        lin,
+        {"R1": tmp_path / "m2.nii.gz"},
+        tmp_path / "q2.json",
+        {**cfg, "interpolator": "linear"},
+    )
+    assert np.abs(read(lin) - after).max() > 1.0
+
+
+def test_bad_config_is_config_error():
+    from radstudy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="interpolator must be one of"):
+        pp.merged({"interpolator": "cubic"})
+    with pytest.raises(ConfigError, match="modality must be MRI or CT"):
+        pp.merged({"modality": "PET"})
+    assert pp.merged({"n4": {"shrink_factor": 4}})["n4"]["iterations"] == [20, 20, 10]
