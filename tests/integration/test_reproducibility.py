@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import REPO, SNAKEMAKE, make_workdir, micro_config, run_snakemake, tiny_config
+from .conftest import REPO, SNAKEMAKE, make_workdir, micro_config, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -53,9 +53,9 @@ def planned_jobs(wd: Path) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def incremental(tmp_path_factory, tiny_cohort):
+def incremental(tmp_path_factory, micro_cohort):
     """A run on centers A+B (1 core), then center C added to the sheet."""
-    wd = make_workdir(tmp_path_factory.mktemp("incr"), tiny_config(), tiny_cohort)
+    wd = make_workdir(tmp_path_factory.mktemp("incr"), micro_config(), micro_cohort)
     sheet = pd.read_csv(wd / "data/cases.tsv", sep="\t", dtype=str, keep_default_na=False)
     sheet[sheet["center"] != "C"].to_csv(wd / "data/cases.tsv", sep="\t", index=False)
     run_snakemake(wd, "--cores", "1")
@@ -116,9 +116,9 @@ def test_old_outputs_stay_byte_identical(incremental):
     assert "results/features/harmonized/C.parquet" in after
 
 
-def test_same_config_same_bytes_any_core_count(incremental, demo_run):
+def test_same_config_same_bytes_any_core_count(incremental, micro_run):
     """Incremental run (1 core, then 2) and the one-shot run (2 cores) agree byte for byte."""
-    assert differing(incremental[0], demo_run) == []
+    assert differing(incremental[0], micro_run) == []
 
 
 def test_resume_after_kill_gives_same_bytes(tmp_path, micro_cohort, micro_run):
