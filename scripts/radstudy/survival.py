@@ -22,6 +22,11 @@ class CoxScoreModel(BaseEstimator):
         df["event"] = y["event"].to_numpy(int)
         self.cph_ = CoxPHFitter(penalizer=self.penalizer, l1_ratio=self.l1_ratio)
         self.cph_.fit(df, duration_col="time", event_col="event")
+        # lifelines stamps the wall-clock time of the fit; the saved model must not
+        # depend on when it was fitted (same config, same bytes)
+        for fitted in (self.cph_, getattr(self.cph_, "_model", None)):
+            if fitted is not None and hasattr(fitted, "_time_fit_was_called"):
+                fitted._time_fit_was_called = "not recorded"
         self.coef_ = self.cph_.params_.to_numpy()
         self.columns_ = list(getattr(X, "columns", df.columns[:-2]))
         return self

@@ -180,6 +180,17 @@ def _surv(n=150, seed=0):
     return X, y
 
 
+def test_cox_model_pickles_to_the_same_bytes():
+    import pickle
+    import time
+
+    X, y = _surv()
+    a = pickle.dumps(CoxScoreModel(penalizer=0.01).fit(X, y), protocol=4)
+    time.sleep(1.1)  # lifelines records the fit time, to the second
+    b = pickle.dumps(CoxScoreModel(penalizer=0.01).fit(X, y), protocol=4)
+    assert a == b
+
+
 def test_cox_score_cindex_and_training_cutoff():
     X, y = _surv()
     model = CoxScoreModel(penalizer=0.01).fit(X, y)
