@@ -407,8 +407,9 @@ def extract_deep_case(
     """
     cfg = merged(cfg)
     start = time.perf_counter()
+    weights = resolve_weights(cfg, checkpoint) or "random"  # config errors before case errors
     crop = prepare_input(case, image_path, mask_path, cfg)
-    net, torch, device = load_network(cfg, checkpoint, seed, head=False)
+    net, torch, device = load_network(cfg, weights, seed, head=False)
     with torch.inference_mode():
         x = torch.from_numpy(_batch(crop, int(cfg["spatial_dims"]))).to(device)
         feats = net(x).double().mean(0).cpu().numpy()
@@ -451,6 +452,17 @@ def _augmenter(cfg: dict, seed: int, rotate: bool):
         mt.RandShiftIntensity(offsets=0.1, prob=0.5),
     ]
     return mt.Compose(steps).set_random_state(seed=int(seed))
+
+
+def _augmented(augment, x: np.ndarray) -> np.ndarray:
+    """One augmented copy of ``x``.
+
+    MONAI returns a MetaTensor: copied into a plain float32 array.
+    """
+    import torch
+
+    out = augment(x)
+    return torch.as_tensor(out).detach().cpu().numpy().astype(np.float32, copy=True)
 
 
 def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -520,11 +532,9 @@ def train_resnet(
         net.train()
         total, correct = 0.0, 0
         for b in _batches(rng.permutation(len(X)), int(cfg["batch_size"])):
-            xb = (
-                np.stack([np.asarray(augment(X[i]), dtype=np.float32) for i in b])
-                if augment
-                else X[b]
-            )
+            # "is not None", never "if augment": len()/bool() of a MONAI Compose builds a
+            # flattened Compose that re-seeds the shared transforms from a global seed.
+            xb = X[b] if augment is None else np.stack([_augmented(augment, X[i]) for i in b])
             if objective == "selfsup":
                 k = rng.integers(0, 4, len(b))
                 xb = np.stack(
