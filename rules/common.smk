@@ -188,7 +188,7 @@ def report_inputs(pattern):
 
 def deep_checkpoint(wildcards):
     """The trained ResNet when deep.weights is 'train' (training cases only)."""
-    if config["deep"]["weights"] == "train":
+    if config["deep"]["weights"] in ("train", "selfsup"):
         return {"checkpoint": f"results/models/deep/{wildcards.seq}.pt"}
     return {}
 

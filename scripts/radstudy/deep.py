@@ -113,6 +113,9 @@ def _setup_torch(cfg: dict, seed: int):
     torch.use_deterministic_algorithms(True, warn_only=device == "cuda")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+    # Full float32 on GPUs (no TF32): features then match the CPU's to ~1e-5, not ~1e-3.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     return torch, device
 
 
@@ -520,6 +523,11 @@ def train_resnet(
     if cfg["init_weights"]:
         info["init_weights"] = load_weights(net, cfg["init_weights"])
     net = net.to(device)
+    if device == "cuda":
+        log.warning(
+            "deep training on the GPU: some CUDA backward kernels (max/average pooling) are "
+            "not deterministic, so the checkpoint is not bit-reproducible (device: cpu is)"
+        )
     opt = torch.optim.AdamW(
         net.parameters(), lr=float(cfg["learning_rate"]), weight_decay=float(cfg["weight_decay"])
     )
