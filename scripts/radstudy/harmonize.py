@@ -1,7 +1,7 @@
 """ComBat harmonisation as a scikit-learn transformer: fit once, map new centers.
 
-Fitting uses neuroCombat (Fortin et al. 2018) to estimate the grand mean,
-pooled variance, covariate effects and the empirical-Bayes batch effects
+Fitting uses neuroCombat 0.2.12 (Fortin et al. 2018) to estimate the grand
+mean, pooled variance, covariate effects and the empirical-Bayes batch effects
 (gamma*, delta*). Applying them is written here from the ComBat equations
 (Johnson, Li & Rabinovic 2007) because neuroCombat's own apply path
 (``neuroCombatFromTraining``) and its ``ref_batch`` option crash on numpy 2.
@@ -10,21 +10,108 @@ A batch (center) not seen at fit time is mapped onto the frozen reference:
 its rows are standardised with the frozen grand mean, pooled variance and
 covariate effects, and only that batch's location/scale (gamma, delta) are
 estimated from its own rows, with the same empirical-Bayes shrinkage across
-features. Nothing learned at fit time changes.
+features that ComBat applies to every batch (priors from the batch's own
+features). Nothing learned at fit time changes.
+
+All variants are checked against R ``sva::ComBat`` (tests/data/combat_reference).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import json
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from radstudy.errors import CaseError
+
 log = logging.getLogger(__name__)
 # the package re-exports the function under the module's name; we need the module
 nc = importlib.import_module("neuroCombat.neuroCombat")
+
+DEFAULTS: dict = {
+    "enabled": True,
+    "parametric": True,
+    "eb": True,
+    "mean_only": False,
+    "covariates": [],
+    "ref_batch": None,
+    "min_new_batch": 2,
+}
+
+CLINICAL = "clinical__"
+
+
+# --------------------------------------------------------------------- EB of one batch
+# The empirical-Bayes steps below are the published ComBat equations (Johnson 2007,
+# eqs. 3.1-3.4; sva::ComBat's it.sol / int.eprior), written here so that an unseen
+# batch gets exactly the treatment each training batch got, NaN cells allowed.
+def _batch_hat(S: np.ndarray, mean_only: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares gamma_hat (batch mean) and delta_hat (batch variance), rows x features."""
+    g_hat = np.nanmean(S, axis=0)
+    if mean_only or len(S) < 2:
+        return g_hat, np.ones(S.shape[1])
+    d_hat = np.nanvar(S, axis=0, ddof=1)
+    d_hat[~np.isfinite(d_hat) | (d_hat == 0)] = 1.0  # as neuroCombat/sva: zero variance -> 1
+    return g_hat, d_hat
+
+
+def eb_parametric(
+    S: np.ndarray, g_hat: np.ndarray, d_hat: np.ndarray, mean_only: bool, conv: float = 1e-4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parametric EB (normal prior on gamma, inverse-gamma on delta) for one batch."""
+    g_bar, t2 = g_hat.mean(), g_hat.var(ddof=1)
+    if mean_only:  # sva: postmean(gamma.hat, gamma.bar, 1, 1, t2)
+        return (t2 * g_hat + g_bar) / (t2 + 1.0), np.ones_like(d_hat)
+    m, s2 = d_hat.mean(), d_hat.var(ddof=1)
+    a, b = (2 * s2 + m**2) / s2, (m * s2 + m**3) / s2
+    n = np.sum(~np.isnan(S), axis=0)
+    g_old, d_old = g_hat.copy(), d_hat.copy()
+    for _ in range(10_000):
+        g_new = (t2 * n * g_hat + d_old * g_bar) / (t2 * n + d_old)
+        d_new = (0.5 * np.nansum((S - g_new) ** 2, axis=0) + b) / (n / 2.0 + a - 1.0)
+        # sva's convergence test divides by g.old without abs(); kept so results match R
+        change = max(np.max(np.abs(g_new - g_old) / g_old), np.max(np.abs(d_new - d_old) / d_old))
+        g_old, d_old = g_new, d_new
+        if change <= conv:
+            break
+    return g_old, d_old
+
+
+def eb_nonparametric(
+    S: np.ndarray, g_hat: np.ndarray, d_hat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-parametric EB: each feature's gamma*/delta* is the likelihood-weighted mean of
+    the other features' (gamma_hat, delta_hat), as sva's int.eprior.
+
+    Vectorised over features with log-likelihoods (softmax) instead of sva's raw
+    products, which underflow to 0/0 for large batches; the values are the same
+    wherever sva's do not underflow.
+    """
+    valid = ~np.isnan(S)
+    n = valid.sum(axis=0).astype(float)  # rows per feature i
+    X = np.where(valid, S, 0.0)
+    sx, sx2 = X.sum(axis=0), (X**2).sum(axis=0)
+    p = len(g_hat)
+    g_star, d_star = np.empty(p), np.empty(p)
+    for start in range(0, p, 1024):  # blocks of features keep memory at 1024 x p
+        i = np.arange(start, min(start + 1024, p))
+        # loglik[i, j] = log N(x_i | g_j, d_j) summed over the batch's rows
+        sum2 = sx2[i, None] - 2 * sx[i, None] * g_hat[None, :] + n[i, None] * g_hat[None, :] ** 2
+        loglik = -0.5 * n[i, None] * np.log(2 * np.pi * d_hat[None, :]) - sum2 / (
+            2 * d_hat[None, :]
+        )
+        loglik[np.arange(len(i)), i] = -np.inf  # feature i is left out of its own prior
+        w = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        g_star[i], d_star[i] = w @ g_hat, w @ d_hat
+    return g_star, d_star
 
 
 class ComBat(BaseEstimator, TransformerMixin):
@@ -33,19 +120,33 @@ class ComBat(BaseEstimator, TransformerMixin):
     Parameters
     ----------
     batch_col : column with the batch (center) label; dropped by ``transform``.
-    covariate_cols : numeric columns whose effects are preserved (also dropped
-        from the output unless they are ``clinical__`` columns, which pass through).
+    covariate_cols : numeric columns whose effects are preserved. They are dropped
+        from the output unless they are ``clinical__`` columns, which pass through.
     parametric, eb, mean_only : ComBat variants (as in sva::ComBat).
+    ref_batch : batch left unchanged, onto which the others are mapped (sva ``ref.batch``).
+    feature_prefixes : harmonise only numeric columns starting with one of these;
+        None = every numeric column except batch, covariates and ``clinical__`` columns.
+    min_new_batch : fewest rows an unseen batch needs for its gamma/delta to be estimated.
+
+    As sva::ComBat, a training batch with a single row switches to ``mean_only``
+    (``mean_only_`` records what was used).
+
+    Fitted attributes: ``features_`` (harmonised columns), ``skipped_features_``
+    (feature -> why left unadjusted), ``batches_``, ``grand_mean_``, ``var_pooled_``,
+    ``beta_`` (covariates x features or None), ``gamma_star_``/``delta_star_`` (batch ->
+    array over ``features_``).
     """
 
     def __init__(
         self,
-        batch_col="center",
-        covariate_cols=(),
-        parametric=True,
-        eb=True,
-        mean_only=False,
-        ref_batch=None,
+        batch_col: str = "center",
+        covariate_cols: Sequence[str] = (),
+        parametric: bool = True,
+        eb: bool = True,
+        mean_only: bool = False,
+        ref_batch: str | None = None,
+        feature_prefixes: Sequence[str] | None = None,
+        min_new_batch: int = 2,
     ):
         self.batch_col = batch_col
         self.covariate_cols = covariate_cols
@@ -53,61 +154,122 @@ class ComBat(BaseEstimator, TransformerMixin):
         self.eb = eb
         self.mean_only = mean_only
         self.ref_batch = ref_batch
+        self.feature_prefixes = feature_prefixes
+        self.min_new_batch = min_new_batch
 
     # ------------------------------------------------------------------ columns
-    def _feature_cols(self, X: pd.DataFrame) -> list[str]:
+    def _candidate_cols(self, X: pd.DataFrame) -> list[str]:
         skip = {self.batch_col, *self.covariate_cols}
-        return [
-            c
-            for c in X.columns
-            if c not in skip
-            and not str(c).startswith("clinical__")
-            and pd.api.types.is_numeric_dtype(X[c])
-        ]
+        prefixes = tuple(self.feature_prefixes) if self.feature_prefixes is not None else None
+        cols = []
+        for c in X.columns:
+            name = str(c)
+            if c in skip or not pd.api.types.is_numeric_dtype(X[c]):
+                continue
+            if prefixes is None and name.startswith(CLINICAL):
+                continue
+            if prefixes is not None and not name.startswith(prefixes):
+                continue
+            cols.append(c)
+        return cols
+
+    def _check_columns(self, X: pd.DataFrame, cols: Sequence[str]) -> None:
+        missing = [c for c in [self.batch_col, *self.covariate_cols, *cols] if c not in X.columns]
+        if missing:
+            raise ValueError(f"ComBat: columns missing from the table: {missing[:5]}")
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y=None):
-        X = X.sort_index()
-        self.features_ = self._feature_cols(X)
+        """Estimate the reference (grand mean, pooled variance, betas) and batch effects."""
+        X = X.sort_index(kind="stable")  # fit does not depend on row order
+        self._check_columns(X, [])
         self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         batch = X[self.batch_col].astype(str).to_numpy()
         self.batches_ = sorted(set(batch))
-        if len(self.batches_) < 2 or not self.features_:
-            self.identity_ = True
+        cand = self._candidate_cols(X)
+        self.skipped_features_ = self._skipped(X[cand], batch)
+        self.features_ = [c for c in cand if c not in self.skipped_features_]
+        for c in self.skipped_features_:
+            log.warning("ComBat: %s not harmonised (%s)", c, self.skipped_features_[c])
+        self.identity_ = len(self.batches_) < 2 or not self.features_
+        self.is_fitted_ = True
+        self.mean_only_ = bool(self.mean_only)
+        if self.identity_:
             return self
-        self.identity_ = False
-        data = X[self.features_].to_numpy(float).T  # features x samples
-        covars = pd.DataFrame({"batch": batch})
-        cont = []
-        for c in self.covariate_cols:
-            covars[c] = X[c].to_numpy(float)
-            cont.append(c)
+        counts = pd.Series(batch).value_counts()
+        # as sva::ComBat: a batch with a single row has no variance estimate, so only
+        # locations are adjusted (mean.only) for all batches
+        self.mean_only_ = bool(self.mean_only or (counts < 2).any())
+        if self.mean_only_ and not self.mean_only:
+            log.warning(
+                "ComBat: center %s has a single training row: adjusting means only",
+                ", ".join(sorted(counts.index[counts < 2])),
+            )
+        cov = self._covariates(X)
+        data = X[self.features_].to_numpy(float)
+        # NaN cells are filled with their batch's feature mean for estimation only (that
+        # leaves the batch mean unchanged); transform keeps them NaN.
+        if np.isnan(data).any():
+            means = pd.DataFrame(data).groupby(batch).transform("mean").to_numpy()
+            data = np.where(np.isnan(data), means, data)
         if self.ref_batch is None:
-            est = nc.neuroCombat(
-                dat=data,
-                covars=covars,
-                batch_col="batch",
-                continuous_cols=cont or None,
-                eb=self.eb,
-                parametric=self.parametric,
-                mean_only=self.mean_only,
-            )["estimates"]
+            covars = pd.DataFrame({"batch": batch})
+            names = [f"cov{i}" for i in range(cov.shape[1])]
+            covars[names] = cov
+            # neuroCombat prints its progress to stdout: keep it out of the rule's output
+            with contextlib.redirect_stdout(io.StringIO()) as progress:
+                est = nc.neuroCombat(
+                    dat=data.T,
+                    covars=covars,
+                    batch_col="batch",
+                    continuous_cols=names or None,
+                    eb=self.eb,
+                    parametric=self.parametric,
+                    mean_only=self.mean_only_,
+                )["estimates"]
+            log.debug("%s", progress.getvalue().strip())
         else:
-            est = self._fit_with_reference(data, batch, covars[cont].to_numpy(float))
+            est = self._fit_with_reference(data.T, batch, cov)
         order = [str(b) for b in est["batches"]]
-        self.grand_mean_ = np.asarray(est["stand.mean"])[:, 0]
-        self.var_pooled_ = np.asarray(est["var.pooled"]).ravel()
-        self.gamma_star_ = dict(zip(order, np.asarray(est["gamma.star"]), strict=True))
-        self.delta_star_ = dict(zip(order, np.asarray(est["delta.star"], float), strict=True))
+        self.grand_mean_ = np.asarray(est["stand.mean"], float)[:, 0]
+        self.var_pooled_ = np.asarray(est["var.pooled"], float).ravel()
+        gs, ds = np.asarray(est["gamma.star"], float), np.asarray(est["delta.star"], float)
+        self.gamma_star_ = {b: gs[i].copy() for i, b in enumerate(order)}
+        self.delta_star_ = {b: ds[i].copy() for i, b in enumerate(order)}
         # covariate effects: recover the betas from mod.mean = C @ B (exact least squares)
-        if cont:
-            C = X[list(self.covariate_cols)].to_numpy(float)
-            M = np.asarray(est["mod.mean"]).T  # samples x features
-            self.beta_ = np.linalg.lstsq(C, M, rcond=None)[0]
+        if cov.shape[1]:
+            M = np.asarray(est["mod.mean"], float).T  # samples x features
+            self.beta_ = np.linalg.lstsq(cov, M, rcond=None)[0]
         else:
             self.beta_ = None
-        self.fitted_data_ = None  # not kept: the estimator stays small
         return self
+
+    def _covariates(self, X: pd.DataFrame) -> np.ndarray:
+        cols = list(self.covariate_cols)
+        for c in cols:
+            if not pd.api.types.is_numeric_dtype(X[c]):
+                raise ValueError(f"ComBat covariate {c!r} must be numeric (encode it 0/1)")
+        cov = X[cols].to_numpy(float) if cols else np.empty((len(X), 0))
+        if np.isnan(cov).any():
+            row = np.flatnonzero(np.isnan(cov).any(axis=1))[0]
+            c = cols[int(np.flatnonzero(np.isnan(cov[row]))[0])]
+            raise CaseError(
+                X.index[row], c, "ComBat covariate is missing: fill it in the cohort sheet"
+            )
+        return cov
+
+    def _skipped(self, F: pd.DataFrame, batch: np.ndarray) -> dict[str, str]:
+        """Features sva leaves unadjusted: constant (or all missing) within a batch."""
+        skipped = {}
+        grouped = F.groupby(batch)
+        var, count = grouped.var(), grouped.count()
+        for c in F.columns:
+            if (count[c] == 0).any():
+                skipped[c] = "no values in a center"
+            elif ((var[c].fillna(0) == 0) & (count[c] > 1)).any():
+                skipped[c] = "constant within a center"
+        return skipped
 
     def _fit_with_reference(self, data, batch, cont) -> dict:
         """ComBat with a reference batch (sva's ``ref.batch``) from neuroCombat's own steps.
@@ -125,24 +287,23 @@ class ComBat(BaseEstimator, TransformerMixin):
         Y = np.column_stack([codes, cont]) if cont.size else codes[:, None].astype(float)
         num_cols = list(range(1, Y.shape[1]))
         design = nc.make_design_matrix(Y, 0, [], num_cols, ref_level)
-        counts = np.bincount(codes)
         info = {
             "batch_levels": np.arange(len(levels)),
             "ref_level": ref_level,
             "n_batch": len(levels),
             "n_sample": len(codes),
-            "sample_per_batch": counts,
+            "sample_per_batch": np.bincount(codes),
             "batch_info": [list(np.flatnonzero(codes == i)) for i in range(len(levels))],
             "design": design,
         }
         s_data, s_mean, v_pool, mod_mean = nc.standardize_across_features(data, design, info)
-        ls = nc.fit_LS_model_and_find_priors(s_data, design, info, self.mean_only)
+        ls = nc.fit_LS_model_and_find_priors(s_data, design, info, self.mean_only_)
         if not self.eb:
             g, d = nc.find_non_eb_adjustments(s_data, ls, info)
         elif self.parametric:
-            g, d = nc.find_parametric_adjustments(s_data, ls, info, self.mean_only)
+            g, d = nc.find_parametric_adjustments(s_data, ls, info, self.mean_only_)
         else:
-            g, d = nc.find_non_parametric_adjustments(s_data, ls, info, self.mean_only)
+            g, d = nc.find_non_parametric_adjustments(s_data, ls, info, self.mean_only_)
         return {
             "batches": levels,
             "var.pooled": v_pool,
@@ -153,57 +314,70 @@ class ComBat(BaseEstimator, TransformerMixin):
         }
 
     # ------------------------------------------------------------------ apply
-    def _standardize(self, X: pd.DataFrame) -> np.ndarray:
+    def _standardize(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Rows standardised with the frozen reference; also returns the row means."""
         Z = X[self.features_].to_numpy(float)
-        mean = self.grand_mean_[None, :]
+        mean = np.broadcast_to(self.grand_mean_, Z.shape)
         if self.beta_ is not None:
-            mean = mean + X[list(self.covariate_cols)].to_numpy(float) @ self.beta_
+            mean = mean + self._covariates(X) @ self.beta_
         return (Z - mean) / np.sqrt(self.var_pooled_)[None, :], mean
 
-    def _new_batch_params(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """gamma*, delta* of an unseen batch from its own standardised rows."""
-        g_hat = S.mean(axis=0)
-        d_hat = S.var(axis=0, ddof=1) if len(S) > 1 else np.ones(S.shape[1])
-        d_hat[d_hat == 0] = 1.0
-        if self.mean_only:
-            d_hat = np.ones_like(d_hat)
-        if not self.eb or len(S) < 2:
+    def new_batch_params(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """gamma*, delta* of an unseen batch from its own standardised rows (rows x features).
+
+        The same estimator ComBat applies to each training batch: least-squares
+        gamma_hat/delta_hat, then the configured empirical-Bayes shrinkage with priors
+        from this batch's own features.
+        """
+        mean_only = getattr(self, "mean_only_", self.mean_only)
+        g_hat, d_hat = _batch_hat(S, mean_only)
+        if not self.eb:
             return g_hat, d_hat
-        if not self.parametric:
-            return tuple(np.asarray(v) for v in nc.int_eprior(S.T, g_hat, d_hat))
-        g_bar, t2 = g_hat.mean(), g_hat.var(ddof=1)
-        if self.mean_only:
-            return nc.postmean(g_hat, g_bar, 1, 1, t2), d_hat
-        a, b = nc.aprior(d_hat), nc.bprior(d_hat)
-        g_star, d_star = nc.it_sol(S.T, g_hat, d_hat, g_bar, t2, a, b)
-        return np.asarray(g_star), np.asarray(d_star)
+        if self.parametric:
+            return eb_parametric(S, g_hat, d_hat, mean_only)
+        return eb_nonparametric(S, g_hat, d_hat)
+
+    def batch_params(self, X: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(gamma*, delta*) for each batch in ``X``: frozen ones, or estimated for new ones."""
+        S, _ = self._standardize(X)
+        batch = X[self.batch_col].astype(str).to_numpy()
+        params = {}
+        for b in sorted(set(batch)):
+            if b in self.gamma_star_:
+                params[b] = (self.gamma_star_[b], self.delta_star_[b])
+                continue
+            rows = batch == b
+            if rows.sum() < max(2, self.min_new_batch):
+                raise CaseError(
+                    X.index[rows][0],
+                    f"center {b}",
+                    f"center not seen when ComBat was fitted has {int(rows.sum())} row(s); "
+                    f"at least {max(2, self.min_new_batch)} are needed to estimate its "
+                    "location/scale: harmonise the center's cases together",
+                )
+            params[b] = self.new_batch_params(S[rows])
+            log.info("ComBat: unseen batch %s (%d rows) mapped onto the reference", b, rows.sum())
+        return params
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Harmonised features; batch and non-clinical covariate columns dropped."""
         drop = [self.batch_col] + [
-            c for c in self.covariate_cols if not str(c).startswith("clinical__")
+            c for c in self.covariate_cols if not str(c).startswith(CLINICAL)
         ]
         out = X.drop(columns=[c for c in drop if c in X.columns]).copy()
         if getattr(self, "identity_", True) or not len(X):
             return out
+        self._check_columns(X, self.features_)
         S, mean = self._standardize(X)
         batch = X[self.batch_col].astype(str).to_numpy()
         adj = np.empty_like(S)
-        self.new_batches_ = {}
-        for b in sorted(set(batch)):
+        for b, (g, d) in self.batch_params(X).items():
             rows = batch == b
-            if b in self.gamma_star_:
-                g, d = self.gamma_star_[b], self.delta_star_[b]
-            else:
-                g, d = self._new_batch_params(S[rows])
-                self.new_batches_[b] = {"n": int(rows.sum())}
-                log.info(
-                    "ComBat: unseen batch %s (%d rows) mapped onto the reference", b, rows.sum()
-                )
             adj[rows] = (S[rows] - g[None, :]) / np.sqrt(d)[None, :]
-        H = adj * np.sqrt(self.var_pooled_)[None, :] + mean
-        out[self.features_] = H
+        out[self.features_] = adj * np.sqrt(self.var_pooled_)[None, :] + mean
         return out
 
+    # ------------------------------------------------------------------ persist
     def summary(self) -> dict:
         """Parameters for the model card (per batch mean |gamma*| and mean delta*)."""
         if getattr(self, "identity_", True):
@@ -211,16 +385,37 @@ class ComBat(BaseEstimator, TransformerMixin):
         return {
             "batches": self.batches_,
             "n_features": len(self.features_),
+            "n_skipped": len(self.skipped_features_),
             "mean_abs_gamma": {b: float(np.mean(np.abs(g))) for b, g in self.gamma_star_.items()},
             "mean_delta": {b: float(np.mean(d)) for b, d in self.delta_star_.items()},
         }
 
+    def to_json(self, full: bool = False) -> str:
+        """JSON of the settings and fitted parameters (per feature arrays when ``full``)."""
+        doc = {"settings": self.get_params(), **self.summary()}
+        if full and not getattr(self, "identity_", True):
+            doc["features"] = list(map(str, self.features_))
+            doc["skipped_features"] = self.skipped_features_
+            doc["grand_mean"] = self.grand_mean_.tolist()
+            doc["var_pooled"] = self.var_pooled_.tolist()
+            doc["beta"] = None if self.beta_ is None else self.beta_.tolist()
+            doc["gamma_star"] = {b: v.tolist() for b, v in self.gamma_star_.items()}
+            doc["delta_star"] = {b: v.tolist() for b, v in self.delta_star_.items()}
+        doc["settings"]["covariate_cols"] = list(self.covariate_cols)
+        if self.feature_prefixes is not None:
+            doc["settings"]["feature_prefixes"] = list(self.feature_prefixes)
+        return json.dumps(doc, indent=1, sort_keys=True)
 
+
+# ------------------------------------------------------------------------ diagnostics
 def center_predictability(X: pd.DataFrame, batch: pd.Series, seed: int = 0) -> float:
     """CV AUC of predicting the center from the features (0.5 = indistinguishable).
 
     One-vs-rest macro AUC for more than two centers; logistic regression on
-    standardised features inside a pipeline (refit per fold).
+    standardised features inside a pipeline (refit per fold). NaN when a center
+    has fewer than 2 rows. After ComBat has equalised the center means exactly,
+    cross-validation can give values below 0.5 (each fold's training rows carry
+    the opposite of the held-out rows' residual offset); read |AUC - 0.5|.
     """
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -229,15 +424,17 @@ def center_predictability(X: pd.DataFrame, batch: pd.Series, seed: int = 0) -> f
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    y = batch.astype(str).to_numpy()
+    order = np.argsort(np.asarray(X.index.astype(str)), kind="stable")
+    Z = X.to_numpy(float)[order]
+    y = batch.astype(str).to_numpy()[order]
     n_splits = int(min(5, pd.Series(y).value_counts().min()))
-    if n_splits < 2:
+    if n_splits < 2 or len(np.unique(y)) < 2:
         return float("nan")
     model = make_pipeline(
         SimpleImputer(), StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)
     )
     cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    proba = cross_val_predict(model, X.to_numpy(float), y, cv=cv, method="predict_proba")
+    proba = cross_val_predict(model, Z, y, cv=cv, method="predict_proba")
     classes = np.unique(y)
     if len(classes) == 2:
         return float(roc_auc_score(y == classes[1], proba[:, 1]))

@@ -193,13 +193,17 @@ def model_card(pipeline, X: pd.DataFrame, y, spec: dict) -> dict:
     }
     if hasattr(final, "best_params_"):
         card["best_params"] = final.best_params_
-    lasso = dict(pipeline.steps).get("lasso")
+    steps = dict(pipeline.steps)
+    lasso = steps.get("lasso", steps.get("cox_lasso"))
     if lasso is not None and hasattr(lasso, "path_"):
-        path = lasso.path_
+        path = lasso.path_.fillna(0.0)
         ever = path.columns[(path != 0).any()]
         top = sorted(ever, key=lambda c: (-path[c].abs().max(), c))[:25]
+        cox = path.index.name == "penalizer"  # Cox LASSO (survival) vs L1 logistic
         card["lasso"] = {
-            "C": [float(c) for c in path.index],
+            "param": "penalizer (lambda)" if cox else "C (inverse of lambda)",
+            "cv_metric": "CV negative partial log-likelihood" if cox else "CV log-loss",
+            "grid": [float(c) for c in path.index],
             "cv_mean": [float(v) for v in lasso.cv_error_["mean"]],
             "cv_sd": [float(v) for v in lasso.cv_error_["sd"]],
             "path": {c: [float(v) for v in path[c]] for c in top},

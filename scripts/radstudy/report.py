@@ -319,16 +319,16 @@ def model_section(
         lasso = card["lasso"]
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
         for name, coefs in lasso["path"].items():
-            axes[0].plot(lasso["C"], coefs, lw=1, label=name[:30])
+            axes[0].plot(lasso["grid"], coefs, lw=1, label=name[:30])
         axes[0].set_xscale("log")
-        axes[0].set_xlabel("C (inverse of lambda)")
+        axes[0].set_xlabel(lasso["param"])
         axes[0].set_ylabel("coefficient")
         axes[0].set_title("LASSO coefficient path")
         m, sd = np.asarray(lasso["cv_mean"]), np.asarray(lasso["cv_sd"])
-        axes[1].errorbar(lasso["C"], m, yerr=sd, fmt="o-", ms=3)
+        axes[1].errorbar(lasso["grid"], m, yerr=sd, fmt="o-", ms=3)
         axes[1].set_xscale("log")
-        axes[1].set_xlabel("C (inverse of lambda)")
-        axes[1].set_ylabel("CV log-loss")
+        axes[1].set_xlabel(lasso["param"])
+        axes[1].set_ylabel(lasso["cv_metric"])
         axes[1].set_title("LASSO cross-validation error")
         body += fig_html(fig, "LASSO path and CV error (training rows)")
     if "nomogram" in card:

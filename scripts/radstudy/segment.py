@@ -1,23 +1,34 @@
-"""Tumor segmentation: SLIC superpixels + fuzzy c-means, reader consensus, nnU-Net.
+"""Tumor segmentation: SLIC superpixels + fuzzy c-means, reader consensus, nnU-Net v2.
 
-``slic_fcm`` (seed study 1) works inside the organ (or a given region):
-1. SLIC superpixels (scikit-image, 3D, spacing-aware) on the intensity-scaled
-   volume inside the region's bounding box;
-2. fuzzy c-means (scikit-fuzzy) on two features per voxel: its lightly
-   smoothed intensity and the mean intensity of its superpixel (the superpixel
-   term regularises texture, the voxel term keeps boundaries sharp); fitted on
-   a seeded subsample, then applied to every region voxel (``cmeans_predict``);
-3. the tumor cluster is chosen by a rule that never looks at reference masks:
-   among the clusters, the one whose centre is farthest from the region's
-   median intensity, provided it covers less than ``max_fraction`` of the
-   region (a tumor is smaller than its organ);
-4. mask = voxels whose largest membership is the tumor cluster, largest
-   connected component, holes filled; the tumor membership is the soft output.
+``slic_fcm`` (study 1's unsupervised tumor ROI) works inside the organ (or a given region):
+
+1. the region (organ mask, optionally dilated by ``dilate_mm``; a central box or the
+   whole image when there is no mask) and its bounding box plus ``margin_mm``;
+2. SLIC superpixels (scikit-image, 3D, spacing-aware) on the volume scaled to [0, 1]
+   by the region's 1st-99th percentiles;
+3. fuzzy c-means (scikit-fuzzy) on per-voxel features: the lightly smoothed intensity,
+   the mean intensity of its superpixel and (weighted by ``sd_weight``) the superpixel's
+   intensity sd. The superpixel terms regularise texture and noise, the voxel term keeps
+   the boundary sharper than superpixel edges. The centres are fitted on a seeded
+   subsample of voxels (deterministic, bounded cost) and every region voxel then gets
+   its memberships from ``cmeans_predict``;
+4. the tumor cluster is picked by a rule that never looks at reference masks: the
+   cluster whose centre intensity differs most from the region's median intensity in
+   the configured direction (``hyper``: brighter, ``hypo``: darker, ``auto``: either),
+   among clusters covering less than ``max_fraction`` of the region (a tumor is smaller
+   than its organ);
+5. mask = voxels whose largest membership is the tumor cluster, opened by a small ball
+   (``opening_mm``), largest connected component, holes filled; the tumor cluster's
+   membership is the soft output (0 outside the region).
+
+``consensus`` is the voxel majority of reader masks; ``nnunet_predict`` runs a trained
+nnU-Net v2 model folder through nnU-Net's own predictor (optional dependency).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +39,118 @@ from radstudy.errors import CaseError
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
+DEFAULTS: dict = {
     "n_segments": 400,  # SLIC superpixels in the region's bounding box
     "compactness": 0.05,  # SLIC compactness (intensities scaled to [0, 1])
     "n_clusters": 2,  # fuzzy c-means clusters
     "m": 2.0,  # fuzzy exponent
-    "margin_mm": 5.0,  # margin around the region's bounding box
+    "margin_mm": 5.0,  # margin around the region's bounding box (SLIC works in the box)
+    "dilate_mm": 0.0,  # dilation of the region mask before clustering (tumor at the edge)
     "max_fraction": 0.6,  # the tumor cluster covers less than this share of the region
-    "sample": 20000,  # voxels used to fit the cluster centres
-    "smooth_mm": 1.0,  # Gaussian smoothing of the voxel intensity feature
+    "sample": 20000,  # voxels used to fit the cluster centres (seeded subsample)
+    "smooth_mm": 1.0,  # Gaussian sigma (mm) of the voxel intensity feature
+    "merge_gap_sd": 3.0,  # merge clusters beyond this many background sds (tumor side)
+    "sd_weight": 0.0,  # weight of the superpixel sd feature (0: not used)
+    "opening_mm": 1.0,  # radius (mm) of the ball of the final morphological opening
+    # tumor contrast to the organ: hyper | hypo | auto, one value or one per sequence
+    "direction": {"T1": "hypo", "T2": "hyper", "CT": "hypo"},
+    "no_region": "center",  # without a region mask: center (central box) | whole
+    "center_fraction": 0.6,  # side of the central box as a share of each image axis
+    # nnU-Net v2 backend (segmentation.method nnunet)
+    "nnunet_model": None,  # trained model folder (nnUNetTrainer__nnUNetPlans__3d_fullres)
+    "nnunet_folds": [0],  # folds of the model folder to ensemble
+    "nnunet_checkpoint": "checkpoint_final.pth",  # checkpoint file in each fold
+    "nnunet_device": "cpu",  # cpu | cuda
 }
+
+DIRECTIONS = ("hyper", "hypo", "auto")
+
+
+def resolve_direction(cfg: dict, sequence: str | None = None) -> str:
+    """The tumor contrast direction for ``sequence`` (``auto`` when not listed)."""
+    d = cfg.get("direction", "auto")
+    if isinstance(d, dict):
+        d = d.get(sequence, "auto") if sequence is not None else "auto"
+    if d not in DIRECTIONS:
+        raise ValueError(f"segmentation.direction {d!r} is not one of {', '.join(DIRECTIONS)}")
+    return d
+
+
+def default_region(shape: tuple, cfg: dict | None = None) -> np.ndarray:
+    """Region used without an organ mask: a central box (``center_fraction`` of each
+    axis) or the whole image (``no_region: whole``)."""
+    cfg = {**DEFAULTS, **(cfg or {})}
+    region = np.zeros(shape, bool)
+    if cfg["no_region"] == "whole":
+        region[...] = True
+        return region
+    if cfg["no_region"] != "center":
+        raise ValueError(f"segmentation.no_region {cfg['no_region']!r} is not center or whole")
+    f = float(cfg["center_fraction"])
+    box = []
+    for n in shape:
+        w = max(1, int(round(n * f)))
+        lo = (n - w) // 2
+        box.append(slice(lo, lo + w))
+    region[tuple(box)] = True
+    return region
+
+
+def _ball(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    """Ellipsoidal structuring element of a ball of ``radius_mm`` on an anisotropic grid."""
+    half = np.floor(radius_mm / spacing).astype(int)
+    grids = np.ogrid[tuple(slice(-h, h + 1) for h in half)]
+    dist2 = sum((g * s) ** 2 for g, s in zip(grids, spacing, strict=True))
+    return dist2 <= radius_mm**2 + 1e-9
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, k = ndimage.label(mask)
+    if k <= 1:
+        return mask.astype(bool)
+    sizes = ndimage.sum(mask, lab, index=np.arange(1, k + 1))
+    return lab == (int(np.argmax(sizes)) + 1)
+
+
+def pick_tumor_cluster(
+    centers: np.ndarray, share: np.ndarray, median: float, direction: str, max_fraction: float
+) -> int:
+    """Index of the tumor cluster: largest intensity contrast to the region median in
+    ``direction`` among clusters covering less than ``max_fraction`` of the region.
+
+    ``centers[:, 0]`` is the voxel intensity feature; ties go to the lower index.
+    """
+    signed = centers[:, 0] - median
+    score = {"hyper": signed, "hypo": -signed, "auto": np.abs(signed)}[direction]
+    ok = [k for k in range(len(centers)) if share[k] < max_fraction and score[k] > 0]
+    if not ok:
+        side = {"hyper": "brighter", "hypo": "darker", "auto": "different"}[direction]
+        raise ValueError(
+            f"no cluster {side} than the region median covers less than "
+            f"{max_fraction:.0%} of the region (check segmentation.direction)"
+        )
+    return max(ok, key=lambda k: (score[k], -k))
+
+
+def merge_tumor_clusters(
+    centers: np.ndarray, share: np.ndarray, first: int, bg: int, gap: float, max_fraction: float
+) -> list[int]:
+    """Tumor clusters: ``first`` plus every other cluster on the same side of the
+    background (largest) cluster ``bg`` whose centre lies more than ``gap`` from it.
+
+    With three or more clusters a heterogeneous tumor (viable tissue plus brighter
+    necrosis on T2) is split into several clusters; they are merged as long as together
+    they cover less than ``max_fraction`` of the region, else only ``first`` is kept.
+    """
+    if first == bg:
+        return [first]
+    side = np.sign(centers[first, 0] - centers[bg, 0])
+    merged = [
+        k
+        for k in range(len(centers))
+        if k == first or (k != bg and side * (centers[k, 0] - centers[bg, 0]) > gap)
+    ]
+    return merged if share[merged].sum() < max_fraction else [first]
 
 
 def slic_fcm(
@@ -46,26 +159,47 @@ def slic_fcm(
     region_mask: np.ndarray | None,
     cfg: dict | None = None,
     seed: int = 0,
+    sequence: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Tumor mask (uint8) and membership (float32) of a volume in numpy (z, y, x) order.
+    """Tumor mask (uint8) and tumor membership (float32, 0-1) of a volume.
 
-    ``spacing`` is given in the same (z, y, x) order as the array.
+    ``image`` and ``region_mask`` are numpy (z, y, x) arrays and ``spacing`` is given
+    in the same order (``sitk_image.GetSpacing()[::-1]``). ``sequence`` selects the
+    direction when ``cfg["direction"]`` is a per-sequence dict. Raises ``ValueError``
+    when the volume cannot be segmented (no contrast, no tumor-like cluster, empty mask).
     """
     import skfuzzy
     from skimage.segmentation import slic
 
     cfg = {**DEFAULTS, **(cfg or {})}
+    direction = resolve_direction(cfg, sequence)
+    image = np.asarray(image)
     spacing = np.asarray(spacing, float)
-    region = np.ones(image.shape, bool) if region_mask is None else region_mask.astype(bool)
+    if image.ndim != 3 or spacing.shape != (3,):
+        raise ValueError(f"expected a 3D volume and 3 spacings, got {image.shape}, {spacing}")
+    if region_mask is None:
+        region = default_region(image.shape, cfg)
+    else:
+        region = np.asarray(region_mask).astype(bool)
+        if region.shape != image.shape:
+            raise ValueError(f"region mask shape {region.shape} != image shape {image.shape}")
     if not region.any():
-        raise ValueError("empty region mask")
+        raise ValueError("region (organ) mask is empty")
+    if cfg["dilate_mm"] > 0:
+        region = ndimage.binary_dilation(region, structure=_ball(cfg["dilate_mm"], spacing))
+    region &= np.isfinite(image)
+
     idx = np.argwhere(region)
-    pad = np.ceil(cfg["margin_mm"] / spacing).astype(int)
+    pad = np.ceil(float(cfg["margin_mm"]) / spacing).astype(int)
     lo, hi = np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad + 1, image.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    img, reg = image[box].astype(np.float64), region[box]
+    img = np.nan_to_num(image[box].astype(np.float64))
+    reg = region[box]
     p1, p99 = np.percentile(img[reg], [1, 99])
-    scaled = np.clip((img - p1) / (p99 - p1 + 1e-12), 0, 1)
+    if not p99 > p1:
+        raise ValueError("no intensity contrast inside the region")
+    scaled = np.clip((img - p1) / (p99 - p1), 0, 1)
+
     labels = slic(
         scaled,
         n_segments=int(cfg["n_segments"]),
@@ -75,130 +209,198 @@ def slic_fcm(
         start_label=1,
         mask=reg,
     )
-    sp_mean = ndimage.mean(scaled, labels=labels, index=np.arange(labels.max() + 1))
+    index = np.arange(labels.max() + 1)
+    sp_mean = np.asarray(ndimage.mean(scaled, labels=labels, index=index))
+    sp_sd = np.asarray(ndimage.standard_deviation(scaled, labels=labels, index=index))
     smooth = ndimage.gaussian_filter(scaled, sigma=float(cfg["smooth_mm"]) / spacing)
-    feats = np.stack([smooth[reg], np.asarray(sp_mean)[labels[reg]]])  # 2 x n_voxels
-    rng = np.random.default_rng(seed)
+    lab_reg = labels[reg]
+    rows = [smooth[reg], sp_mean[lab_reg]]
+    if cfg["sd_weight"] > 0:
+        rows.append(float(cfg["sd_weight"]) * sp_sd[lab_reg])
+    feats = np.stack(rows)  # features x voxels
+
     n = feats.shape[1]
-    pick = (
-        rng.choice(n, min(n, int(cfg["sample"])), replace=False)
-        if n > cfg["sample"]
-        else np.arange(n)
-    )
+    n_fit = int(cfg["sample"])
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(n, n_fit, replace=False)) if n > n_fit else np.arange(n)
+    m = float(cfg["m"])
     centers, *_ = skfuzzy.cluster.cmeans(
-        feats[:, np.sort(pick)],
-        c=int(cfg["n_clusters"]),
-        m=float(cfg["m"]),
-        error=1e-5,
-        maxiter=300,
-        seed=seed,
+        feats[:, pick], c=int(cfg["n_clusters"]), m=m, error=1e-5, maxiter=300, seed=seed
     )
-    order = np.argsort(centers[:, 0])  # deterministic cluster numbering by intensity
-    centers = centers[order]
-    u, *_ = skfuzzy.cluster.cmeans_predict(
-        feats, centers, m=float(cfg["m"]), error=1e-5, maxiter=300, seed=seed
-    )
+    centers = centers[np.argsort(centers[:, 0])]  # deterministic numbering: dark to bright
+    u, *_ = skfuzzy.cluster.cmeans_predict(feats, centers, m=m, error=1e-5, maxiter=300, seed=seed)
     hard = np.argmax(u, axis=0)
-    median = np.median(smooth[reg])
     share = np.bincount(hard, minlength=len(centers)) / n
-    contrast = np.abs(centers[:, 0] - median)
-    candidates = [k for k in range(len(centers)) if share[k] < cfg["max_fraction"]]
-    if not candidates:
-        raise ValueError("no cluster smaller than max_fraction of the region")
-    tumor = max(candidates, key=lambda k: (contrast[k], -k))
+    median = float(np.median(smooth[reg]))
+    first = pick_tumor_cluster(centers, share, median, direction, float(cfg["max_fraction"]))
+    bg = int(np.argmax(share))
+    bg_sd = float(np.std(feats[0, hard == bg]))
+    tumor = merge_tumor_clusters(
+        centers, share, first, bg, float(cfg["merge_gap_sd"]) * bg_sd, float(cfg["max_fraction"])
+    )
+
     member = np.zeros(img.shape, np.float32)
-    member[reg] = u[tumor]
-    mask = np.zeros(img.shape, bool)
-    mask[reg] = hard == tumor
-    lab, k = ndimage.label(mask)
-    if k == 0:
+    member[reg] = u[tumor].sum(axis=0)
+    raw = np.zeros(img.shape, bool)
+    raw[reg] = np.isin(hard, tumor)
+    mask = raw
+    if cfg["opening_mm"] > 0:
+        mask = ndimage.binary_opening(raw, structure=_ball(cfg["opening_mm"], spacing))
+        if not mask.any():  # a tumor thinner than the opening ball: keep the raw cluster
+            log.warning("opening removed the whole tumor cluster; kept it unopened")
+            mask = raw
+    if not mask.any():
         raise ValueError("tumor cluster is empty")
-    sizes = ndimage.sum(mask, lab, index=np.arange(1, k + 1))
-    mask = ndimage.binary_fill_holes(lab == (int(np.argmax(sizes)) + 1))
+    mask = ndimage.binary_fill_holes(_largest_component(mask))
+
     out_mask = np.zeros(image.shape, np.uint8)
     out_mask[box] = mask
     out_member = np.zeros(image.shape, np.float32)
-    out_member[box] = member
+    out_member[box] = np.clip(member, 0, 1)
     return out_mask, out_member
 
 
+def _write_like(arr: np.ndarray, reference: sitk.Image, path) -> None:
+    img = sitk.GetImageFromArray(arr)
+    img.CopyInformation(reference)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path), useCompression=True)
+
+
 def segment_case(
-    case: str, image_path, region_mask_path, out_mask, out_membership, cfg: dict | None, seed: int
+    case: str,
+    image_path,
+    region_mask_path,
+    out_mask,
+    out_membership,
+    cfg: dict | None,
+    seed: int,
+    sequence: str | None = None,
 ) -> dict:
-    """File wrapper of :func:`slic_fcm` (geometry copied from the image)."""
+    """File wrapper of :func:`slic_fcm`: NIfTI in, mask (uint8) and membership (float32)
+    out with the image's geometry. ``region_mask_path`` None -> ``no_region`` fallback.
+
+    Returns ``{"voxels", "volume_ml", "direction"}``; raises ``CaseError`` when the case
+    cannot be segmented.
+    """
+    cfg = {**DEFAULTS, **(cfg or {})}
     image = sitk.ReadImage(str(image_path))
+    if image.GetDimension() != 3:
+        raise CaseError(case, image_path, f"expected a 3D image, got {image.GetDimension()}D")
     arr = sitk.GetArrayFromImage(image)
     region = None
     if region_mask_path is not None:
-        region = sitk.GetArrayFromImage(sitk.ReadImage(str(region_mask_path))).astype(bool)
+        rimg = sitk.ReadImage(str(region_mask_path))
+        region = sitk.GetArrayFromImage(rimg).astype(bool)
+        if region.shape != arr.shape:
+            raise CaseError(
+                case,
+                region_mask_path,
+                f"organ mask grid {rimg.GetSize()} differs from the image grid "
+                f"{image.GetSize()}; resample it onto the image",
+            )
+        if not region.any():
+            raise CaseError(case, region_mask_path, "organ mask is empty")
     try:
-        mask, member = slic_fcm(arr, image.GetSpacing()[::-1], region, cfg, seed)
+        mask, member = slic_fcm(arr, image.GetSpacing()[::-1], region, cfg, seed, sequence)
     except ValueError as err:
         raise CaseError(case, image_path, f"SLIC + FCM segmentation failed: {err}") from err
-    for arr_out, path in ((mask, out_mask), (member, out_membership)):
-        img = sitk.GetImageFromArray(arr_out)
-        img.CopyInformation(image)
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(img, str(path), useCompression=True)
-    return {"voxels": int(mask.sum())}
+    _write_like(mask, image, out_mask)
+    _write_like(member, image, out_membership)
+    voxels = int(mask.sum())
+    return {
+        "voxels": voxels,
+        "volume_ml": voxels * float(np.prod(image.GetSpacing())) / 1000.0,
+        "direction": resolve_direction(cfg, sequence),
+    }
 
 
 def consensus(masks: list[np.ndarray], min_votes: int | None = None) -> np.ndarray:
-    """Voxel majority: at least ``min_votes`` (default ceil((n+1)/2): 2 of 3) readers."""
-    stack = np.stack([np.asarray(m, bool) for m in masks])
+    """Voxel majority: voxels marked by at least ``min_votes`` masks (default
+    ceil((n + 1) / 2): 2 of 3, 3 of 4, 3 of 5)."""
+    if not masks:
+        raise ValueError("consensus of no masks")
+    stack = np.stack([np.asarray(m).astype(bool) for m in masks])
     need = int(np.ceil((len(masks) + 1) / 2)) if min_votes is None else int(min_votes)
+    if not 1 <= need <= len(masks):
+        raise ValueError(f"min_votes {need} is outside 1..{len(masks)}")
     return (stack.sum(0) >= need).astype(np.uint8)
 
 
-def consensus_case(paths: list, out_path, min_votes: int | None = None) -> None:
+def consensus_case(paths: list, out_path, min_votes: int | None = None, case: str = "") -> None:
+    """File wrapper of :func:`consensus`; every mask must share the first one's grid."""
     ref = sitk.ReadImage(str(paths[0]))
-    masks = [sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in paths]
-    out = sitk.GetImageFromArray(consensus(masks, min_votes))
-    out.CopyInformation(ref)
-    sitk.WriteImage(out, str(out_path), useCompression=True)
+    masks = []
+    for p in paths:
+        img = sitk.ReadImage(str(p))
+        if img.GetSize() != ref.GetSize() or not np.allclose(
+            img.GetSpacing(), ref.GetSpacing(), atol=1e-4
+        ):
+            raise CaseError(
+                case, p, f"mask grid differs from {Path(paths[0]).name}; resample the readers"
+            )
+        masks.append(sitk.GetArrayFromImage(img))
+    _write_like(consensus(masks, min_votes), ref, out_path)
 
 
-def nnunet_predict(image_paths: dict, model_folder, out_mask, cfg: dict | None = None) -> None:
-    """Predict with a trained nnU-Net v2 model folder through nnU-Net's own predictor."""
+# ------------------------------------------------------------------------------ nnU-Net
+NNUNET_MISSING = "segmentation.method nnunet needs nnunetv2: pip install nnunetv2"
+
+
+def nnunet_predict(image_paths: dict, model_folder, out_mask, cfg: dict | None = None) -> Path:
+    """Predict one case with a trained nnU-Net v2 model folder (nnU-Net's own predictor).
+
+    ``image_paths`` maps nnU-Net channel ids ("0000", "0001", ...) to NIfTI paths, in the
+    model's channel order once sorted. Writes ``out_mask`` (``.nii.gz``) and, beside it,
+    nnU-Net's ``.npz`` probabilities; returns the probabilities path.
+    """
     try:
+        import torch
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     except ImportError as err:
-        raise RuntimeError(
-            "segmentation.method nnunet needs nnunetv2: pip install nnunetv2"
-        ) from err
-    cfg = cfg or {}
+        raise RuntimeError(NNUNET_MISSING) from err
+    cfg = {**DEFAULTS, **(cfg or {})}
+    model_folder = Path(model_folder)
+    if not (model_folder / "plans.json").exists():
+        raise FileNotFoundError(f"{model_folder}: not an nnU-Net v2 model folder (no plans.json)")
     predictor = nnUNetPredictor(
         tile_step_size=0.5,
         use_gaussian=True,
         use_mirroring=True,
-        perform_everything_on_device=False,
+        perform_everything_on_device=cfg["nnunet_device"] != "cpu",
+        device=torch.device(cfg["nnunet_device"]),
         verbose=False,
+        allow_tqdm=False,
     )
     predictor.initialize_from_trained_model_folder(
-        str(model_folder), use_folds=cfg.get("folds", (0,)), checkpoint_name="checkpoint_final.pth"
+        str(model_folder),
+        use_folds=tuple(cfg["nnunet_folds"]),
+        checkpoint_name=str(cfg["nnunet_checkpoint"]),
     )
-    files = [str(image_paths[k]) for k in sorted(image_paths)]
+    out_mask = Path(out_mask)
+    # nnU-Net takes output names without extension and adds its dataset's file ending
+    truncated = out_mask.parent / out_mask.name.removesuffix(".gz").removesuffix(".nii")
+    out_mask.parent.mkdir(parents=True, exist_ok=True)
     predictor.predict_from_files(
-        [files],
-        [str(out_mask)],
+        [[str(image_paths[k]) for k in sorted(image_paths)]],
+        [str(truncated)],
         save_probabilities=True,
         overwrite=True,
         num_processes_preprocessing=1,
         num_processes_segmentation_export=1,
     )
+    return truncated.with_suffix(".npz")
 
 
 def nnunet_case(image_path, model_folder, out_mask, out_membership, cfg: dict | None) -> None:
-    """One case through nnU-Net; the foreground probability becomes the soft output."""
-    import tempfile
-
+    """One single-channel case through nnU-Net; the foreground probability (class 1)
+    becomes the soft output, on the image's grid."""
     with tempfile.TemporaryDirectory() as tmp:
         seg = Path(tmp) / "case.nii.gz"
-        nnunet_predict({"0000": image_path}, model_folder, seg, cfg)
+        probs_path = nnunet_predict({"0000": image_path}, model_folder, seg, cfg)
         image = sitk.ReadImage(str(image_path))
         mask = sitk.ReadImage(str(seg))
-        probs = np.load(Path(tmp) / "case.npz")["probabilities"]  # classes x z x y x
-        member = sitk.GetImageFromArray(probs[1].astype(np.float32))
-        member.CopyInformation(image)
+        probs = np.load(probs_path)["probabilities"]  # classes x z x y x
+        Path(out_mask).parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(sitk.Cast(mask > 0, sitk.sitkUInt8), str(out_mask), useCompression=True)
-        sitk.WriteImage(member, str(out_membership), useCompression=True)
+        _write_like(probs[1].astype(np.float32), image, out_membership)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from radstudy import __version__
+from radstudy.errors import CaseError
 from radstudy.tables import read_outcomes, read_tables
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def combat_from_cfg(cfg: dict):
         eb=h.get("eb", True),
         mean_only=h.get("mean_only", False),
         ref_batch=h.get("ref_batch") or None,
+        min_new_batch=h.get("min_new_batch", 2),
     )
 
 
@@ -140,7 +142,12 @@ def harmonize_center(model: str, table: str, out_table: str) -> None:
     if getattr(combat, "is_fitted_", None) is False or not hasattr(combat, "n_features_in_"):
         H = X.drop(columns="center")  # harmonisation disabled: identity
     else:
-        H = combat.transform(X)
+        try:
+            H = combat.transform(X)
+        except CaseError as err:  # an unseen center too small to be mapped
+            log.warning("%s; its rows are left out of the harmonised table", err)
+            H, split = X.drop(columns="center").iloc[:0], split.iloc[:0]
+            X = X.iloc[:0]
     H.insert(0, "split", split)
     H.insert(0, "center", X["center"])
     H.to_parquet(out_table)
@@ -164,7 +171,9 @@ def compute_icc(
     long = pd.concat([pd.read_parquet(t) for t in tables])
     long = long[long["case_id"].isin(train)]
     experts = [r for r in readers if r not in repeats]
-    icc = inter_intra(long, readers=experts, repeat_pairs=repeats)
+    icc = inter_intra(
+        long, readers=experts, repeat_pairs=repeats, icc_type=rcfg.get("icc_type", "ICC(A,1)")
+    )
     _write_tsv(icc, out_icc)
     if rcfg.get("enabled", True) and len(experts) > 1:
         inter = icc[icc["kind"] == "inter"]
@@ -296,13 +305,23 @@ def predict_center(
     split = X.pop("split")
     y = read_outcomes([sheet], ep).reindex(X.index)
     out_df = pd.DataFrame({"case_id": X.index, "center": X["center"].values, "split": split.values})
-    if ep["type"] == "binary":
-        out_df["y_true"] = y.values
-        out_df["y_prob"] = pipe.predict_proba(X)[:, 1] if len(X) else []
-    else:
-        out_df["time"] = y["time"].values
-        out_df["event"] = y["event"].values
-        score = pipe.predict(X) if len(X) else np.array([])
+    try:
+        if ep["type"] == "binary":
+            out_df["y_true"] = y.values
+            out_df["y_prob"] = pipe.predict_proba(X)[:, 1] if len(X) else []
+        else:
+            out_df["time"] = y["time"].values
+            out_df["event"] = y["event"].values
+            score = pipe.predict(X) if len(X) else np.array([])
+    except CaseError as err:  # an unseen center too small to be mapped by ComBat
+        log.warning("%s; the center gets no predictions", err)
+        cols = ["y_true", "y_prob"] if ep["type"] == "binary" else ["time", "event", "score"]
+        out_df = out_df.iloc[:0].assign(**{c: [] for c in cols})
+        if ep["type"] == "survival":
+            out_df["risk_group"] = []
+        _write_tsv(out_df, out)
+        return
+    if ep["type"] == "survival":
         out_df["score"] = score
         out_df["risk_group"] = np.where(score > card_d["cutoff"], "high", "low")
     _write_tsv(out_df.sort_values("case_id"), out)

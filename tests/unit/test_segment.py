@@ -1,21 +1,151 @@
-"""SLIC + fuzzy c-means on the synthetic cohort, consensus, agreement tables."""
+"""SLIC + fuzzy c-means segmentation, reader consensus, nnU-Net backend."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
-from radstudy.agreement import (
-    agreement_tables,
-    binary_entropy,
-    dice,
-    entropy_core_rim,
-    volume_errors,
-    volume_summary,
-)
+from radstudy.agreement import dice
+from radstudy.errors import CaseError
 from radstudy.preprocess import resample, resample_mask_to
-from radstudy.segment import consensus, slic_fcm
+from radstudy.segment import (
+    NNUNET_MISSING,
+    consensus,
+    consensus_case,
+    default_region,
+    nnunet_predict,
+    pick_tumor_cluster,
+    segment_case,
+    slic_fcm,
+)
 from radstudy.synth import generate_cohort
+
+
+def liver_phantom(seed: int = 0, n: int = 64, tumor: float = 380.0, liver: float = 140.0):
+    """MRI-like 1 mm volume: fat background, liver ellipsoid, lobulated textured tumor,
+    Rician-like noise and a smooth multiplicative bias. Returns image, liver, tumor."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:n, :n, :n].astype(float)
+    c = (n - 1) / 2
+    liver_m = ((z - c) / 26) ** 2 + ((y - c) / 28) ** 2 + ((x - c) / 24) ** 2 <= 1
+    # lobulated tumor: radius modulated by low-order harmonics of the direction
+    tz, ty, tx = c + 3, c - 4, c + 5
+    dz, dy, dx = z - tz, y - ty, x - tx
+    r = np.sqrt(dz**2 + dy**2 + dx**2) + 1e-9
+    radius = 11 * (1 + 0.15 * (dx / r) * (dy / r) * 3 + 0.1 * np.cos(3 * np.arctan2(dy, dx)))
+    tumor_m = (r <= radius) & liver_m
+    img = np.full((n, n, n), 330.0)  # fat
+    img[liver_m] = liver
+    texture = ndimage.gaussian_filter(rng.normal(size=img.shape), 1.5)
+    img[tumor_m] = tumor + 40 * texture[tumor_m] / texture.std()
+    bias = 1 + 0.2 * (x - c) / n + 0.1 * (z - c) / n
+    noisy = np.hypot(img * bias + rng.normal(0, 18, img.shape), rng.normal(0, 18, img.shape))
+    return noisy.astype(np.float32), liver_m.astype(np.uint8), tumor_m.astype(np.uint8)
+
+
+def test_slic_fcm_dice_on_liver_phantom():
+    img, liver, tumor = liver_phantom()
+    mask, member = slic_fcm(img, (1.0, 1.0, 1.0), liver, {}, seed=0, sequence="T2")
+    assert mask.dtype == np.uint8 and member.dtype == np.float32
+    assert dice(mask, tumor) >= 0.85
+    # the soft output agrees with the hard mask and is a membership
+    assert 0 <= member.min() and member.max() <= 1
+    assert member[mask > 0].mean() > 0.7 and member[(liver > 0) & (tumor == 0)].mean() < 0.3
+    # one connected component, no holes
+    assert ndimage.label(mask)[1] == 1
+    assert np.array_equal(ndimage.binary_fill_holes(mask), mask.astype(bool))
+    # same seed, same bytes
+    again, _ = slic_fcm(img, (1.0, 1.0, 1.0), liver, {}, seed=0, sequence="T2")
+    assert np.array_equal(again, mask)
+
+
+def test_direction_selects_dark_or_bright_tumor():
+    # a dark tumor on a T1-like image: "hypo" finds it, "hyper" cannot
+    img, liver, tumor = liver_phantom(seed=1, tumor=250.0, liver=420.0)
+    mask, _ = slic_fcm(img, (1, 1, 1), liver, {}, seed=0, sequence="T1")
+    assert dice(mask, tumor) >= 0.85
+    with pytest.raises(ValueError, match="brighter"):
+        slic_fcm(img, (1, 1, 1), liver, {"direction": "hyper"}, seed=0)
+    centers = np.array([[0.2, 0.2], [0.5, 0.5], [0.9, 0.9]])
+    share = np.array([0.1, 0.7, 0.2])
+    assert pick_tumor_cluster(centers, share, 0.5, "hyper", 0.6) == 2
+    assert pick_tumor_cluster(centers, share, 0.5, "hypo", 0.6) == 0
+    assert pick_tumor_cluster(centers, share, 0.5, "auto", 0.6) == 2  # |0.4| > |0.3|
+    assert pick_tumor_cluster(centers, share, 0.5, "auto", 0.15) == 0  # size limit
+
+
+def test_default_region_central_box_and_whole():
+    box = default_region((10, 20, 40), {"center_fraction": 0.5})
+    assert box.sum() == 5 * 10 * 20
+    assert box[5, 10, 20] and not box[0, 0, 0]
+    assert default_region((4, 4, 4), {"no_region": "whole"}).all()
+
+
+def _write(arr, path, spacing=(1.0, 1.0, 1.0)):
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing)
+    img.SetOrigin((-3.0, 5.0, 7.0))
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def test_segment_case_files_geometry_and_case_error(tmp_path):
+    img, liver, tumor = liver_phantom(seed=2)
+    ip = _write(img, tmp_path / "img.nii.gz")
+    lp = _write(liver, tmp_path / "liver.nii.gz")
+    info = segment_case("P1", ip, lp, tmp_path / "m.nii.gz", tmp_path / "u.nii.gz", {}, 0, "T2")
+    m = sitk.ReadImage(str(tmp_path / "m.nii.gz"))
+    u = sitk.ReadImage(str(tmp_path / "u.nii.gz"))
+    assert m.GetOrigin() == (-3.0, 5.0, 7.0) and u.GetPixelID() == sitk.sitkFloat32
+    assert info["voxels"] == int(sitk.GetArrayFromImage(m).sum()) > 0
+    assert info["volume_ml"] == pytest.approx(info["voxels"] / 1000)
+    assert dice(sitk.GetArrayFromImage(m), tumor) >= 0.85
+    # no organ mask: the central box still contains this tumor
+    segment_case("P1", ip, None, tmp_path / "m2.nii.gz", tmp_path / "u2.nii.gz", {}, 0, "T2")
+    assert dice(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "m2.nii.gz"))), tumor) > 0.8
+    # a flat image cannot be segmented: the case is excluded with a clear message
+    flat = _write(np.full((16, 16, 16), 7.0, np.float32), tmp_path / "flat.nii.gz")
+    with pytest.raises(CaseError, match="case P2: .*flat.nii.gz: .*no intensity contrast"):
+        segment_case("P2", flat, None, tmp_path / "m3.nii.gz", tmp_path / "u3.nii.gz", {}, 0)
+    empty = _write(np.zeros_like(liver), tmp_path / "empty.nii.gz")
+    with pytest.raises(CaseError, match="organ mask is empty"):
+        segment_case("P3", ip, empty, tmp_path / "m4.nii.gz", tmp_path / "u4.nii.gz", {}, 0)
+
+
+def test_consensus_majority(tmp_path):
+    a = np.array([1, 1, 0, 0, 1], bool)
+    b = np.array([1, 0, 1, 0, 1], bool)
+    c = np.array([0, 1, 1, 0, 1], bool)
+    assert consensus([a, b, c]).tolist() == [1, 1, 1, 0, 1]
+    assert consensus([a, b, c], min_votes=3).tolist() == [0, 0, 0, 0, 1]
+    assert consensus([a, b, c, c]).tolist() == [0, 1, 1, 0, 1]  # 3 of 4
+    with pytest.raises(ValueError):
+        consensus([a, b], min_votes=3)
+    paths = [_write(m.reshape(1, 1, 5).astype(np.uint8), tmp_path / f"r{i}.nii.gz") for i, m in
+             enumerate((a, b, c))]  # fmt: skip
+    consensus_case(paths, tmp_path / "cons.nii.gz")
+    out = sitk.ReadImage(str(tmp_path / "cons.nii.gz"))
+    assert sitk.GetArrayFromImage(out).ravel().tolist() == [1, 1, 1, 0, 1]
+    assert out.GetOrigin() == (-3.0, 5.0, 7.0)
+
+
+def test_nnunet_without_nnunetv2_says_how_to_install(tmp_path):
+    try:
+        import nnunetv2  # noqa: F401
+
+        pytest.skip("nnunetv2 is installed")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeError, match="pip install nnunetv2"):
+        nnunet_predict({"0000": tmp_path / "x.nii.gz"}, tmp_path, tmp_path / "o.nii.gz")
+    assert "segmentation.method nnunet" in NNUNET_MISSING
+
+
+def test_nnunet_rejects_a_folder_without_plans(tmp_path):
+    pytest.importorskip("nnunetv2", reason=NNUNET_MISSING)
+    with pytest.raises(FileNotFoundError, match="plans.json"):
+        nnunet_predict({"0000": tmp_path / "x.nii.gz"}, tmp_path, tmp_path / "o.nii.gz")
 
 
 def test_slic_fcm_reaches_dice_085_on_synthetic_cohort(tmp_path):
@@ -26,7 +156,7 @@ def test_slic_fcm_reaches_dice_085_on_synthetic_cohort(tmp_path):
         "centers": [
             {
                 "name": "C",
-                "n": 5,
+                "n": 4,
                 "role": "train",
                 "spacing": [1.2, 1.2, 3.0],
                 "field_strength": 3.0,
@@ -45,66 +175,13 @@ def test_slic_fcm_reaches_dice_085_on_synthetic_cohort(tmp_path):
         truth = resample_mask_to(
             sitk.ReadImage(str(tmp_path / "truth" / r["case_id"] / "mask_true.nii.gz")), img
         )
-        mask, member = slic_fcm(
+        mask, _ = slic_fcm(
             sitk.GetArrayFromImage(img),
             img.GetSpacing()[::-1],
             sitk.GetArrayFromImage(organ),
             {},
             seed=0,
+            sequence="T2",
         )
-        assert member.dtype == np.float32 and 0 <= member.min() and member.max() <= 1
         scores.append(dice(mask, sitk.GetArrayFromImage(truth)))
     assert np.mean(scores) >= 0.85, scores
-
-
-def test_consensus_majority():
-    a = np.array([1, 1, 0, 0, 1], bool)
-    b = np.array([1, 0, 1, 0, 1], bool)
-    c = np.array([0, 1, 1, 0, 1], bool)
-    assert consensus([a, b, c]).tolist() == [1, 1, 1, 0, 1]
-    assert consensus([a, b, c], min_votes=3).tolist() == [0, 0, 0, 0, 1]
-
-
-def test_dice_volume_and_wilcoxon_known_answers():
-    x = np.zeros((10, 10, 10), bool)
-    x[2:6] = True  # 400 voxels
-    y = np.zeros_like(x)
-    y[3:7] = True  # shifted by one slice: overlap 300
-    assert dice(x, y) == pytest.approx(0.75)
-    err = volume_errors(pd.Series([99.5, 104, 109, 114, 120]), pd.Series([100.0] * 5))
-    s = volume_summary(err)
-    assert s["share_vpe_lt_1"] == 0.2 and s["share_vpe_lt_5"] == 0.4
-    assert s["share_vpe_lt_10"] == 0.6 and s["share_vpe_lt_15"] == 0.8
-    big = volume_errors(pd.Series(np.linspace(105, 140, 12)), pd.Series([100.0] * 12))
-    assert volume_summary(big)["tendency"] == "over-segmentation"
-    assert volume_summary(big)["share_ratio_gt_1"] == 1.0
-
-
-def test_entropy_core_and_rim_of_a_cylinder():
-    assert binary_entropy(np.array([0.5]))[0] == pytest.approx(1.0)
-    assert binary_entropy(np.array([0.0, 1.0])).tolist() == [0.0, 0.0]
-    zz, yy, xx = np.mgrid[:5, :64, :64]
-    mask = (yy - 32) ** 2 + (xx - 32) ** 2 <= 20**2
-    member = np.where((yy - 32) ** 2 + (xx - 32) ** 2 <= 10**2, 1.0, 0.5)
-    out = entropy_core_rim(member, mask, radius_px=10)
-    assert out["entropy_core"] == pytest.approx(0.0, abs=0.05)  # core: radius <= ~10
-    assert out["entropy_rim"] > 0.9
-    tiny = entropy_core_rim(member, (yy - 32) ** 2 + (xx - 32) ** 2 <= 5**2, radius_px=10)
-    assert tiny["core_empty"] and np.isnan(tiny["entropy_core"])
-
-
-def test_agreement_tables_written(tmp_path):
-    rng = np.random.default_rng(0)
-    cases = {}
-    for i in range(4):
-        base = np.zeros((8, 16, 16), bool)
-        base[2:6, 4:12, 4:12] = True
-        noisy = base ^ (rng.uniform(size=base.shape) < 0.02)
-        cases[f"c{i}"] = {"R1": base, "R2": noisy, "consensus": base, "slic": noisy}
-    soft = {(c, "slic"): m["slic"].astype(np.float32) for c, m in cases.items()}
-    agreement_tables(cases, "consensus", soft, tmp_path, {c: 0.001 for c in cases})
-    pairs = pd.read_csv(tmp_path / "dice_pairwise.tsv", sep="\t")
-    row = pairs[(pairs["name_a"] == "R1") & (pairs["name_b"] == "consensus")].iloc[0]
-    assert row["mean"] == 1.0 and row["n"] == 4
-    for f in ("dice_matrix", "volume_error", "volume_summary", "entropy"):
-        assert (tmp_path / f"{f}.tsv").stat().st_size > 10
