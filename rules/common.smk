@@ -222,6 +222,17 @@ def segmentation_membership_rows(wildcards):
     ]
 
 
+def segmentation_image_rows(wildcards):
+    """[case, path] of the prepared image per case (overlay figure of the agreement)."""
+    return [
+        [c, f"{case_dir(c, wildcards.seq)}/prepared.nii.gz"] for c in sorted(ROW.index)
+    ]
+
+
+def segmentation_image_files(wildcards):
+    return [row[1] for row in segmentation_image_rows(wildcards)]
+
+
 def segmentation_mask_files(wildcards):
     return [row[2] for row in segmentation_mask_rows(wildcards)]
 

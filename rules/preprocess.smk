@@ -67,6 +67,7 @@ rule normalize_image:
         mask=f"results/cases/{{case}}/{{seq}}/mask_{REF_READER}.nii.gz",
     output:
         image="results/cases/{case}/{seq}/image.nii.gz",
+        qc="results/cases/{case}/{seq}/normalisation.json",
     log:
         "logs/normalize_image/{case}_{seq}.log",
     group:

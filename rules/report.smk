@@ -28,6 +28,11 @@ rule render_report:
         qc=expand(
             "results/cases/{case}/{seq}/qc.json", case=sorted(ROW.index), seq=SEQS
         ),
+        normalisation=expand(
+            "results/cases/{case}/{seq}/normalisation.json",
+            case=sorted(ROW.index),
+            seq=SEQS,
+        ),
     output:
         html=report(
             "results/report/report.html",

@@ -5,6 +5,7 @@ Outputs: results/cases/{case}/{seq}/mask_slic.nii.gz        SLIC superpixels + f
          results/cases/{case}/{seq}/membership_slic.nii.gz  fuzzy membership (soft output)
          results/segmentation/{seq}/dice_pairwise.tsv, dice_matrix.tsv, volume_error.tsv,
              volume_summary.tsv, entropy.tsv   readers vs consensus vs methods
+         results/segmentation/{seq}/overlay.png  best / median / worst case by Dice
 With segmentation.method slic_fcm, features of pseudo-reader "slic" exist too.
 """
 
@@ -43,11 +44,17 @@ rule evaluate_segmentation:
     input:
         masks=segmentation_mask_files,
         memberships=segmentation_membership_files,
+        images=segmentation_image_files,
     output:
         pairs="results/segmentation/{seq}/dice_pairwise.tsv",
         matrix="results/segmentation/{seq}/dice_matrix.tsv",
         volumes="results/segmentation/{seq}/volume_summary.tsv",
         entropy="results/segmentation/{seq}/entropy.tsv",
+        overlay=report(
+            "results/segmentation/{seq}/overlay.png",
+            caption="report/segmentation_overlay.rst",
+            category="Segmentation",
+        ),
     log:
         "logs/evaluate_segmentation/{seq}.log",
     conda:
@@ -59,6 +66,7 @@ rule evaluate_segmentation:
     params:
         masks=segmentation_mask_rows,
         memberships=segmentation_membership_rows,
+        images=segmentation_image_rows,
         readers=HUMAN_READERS,
         seed=config["seed"],
     script:

@@ -14,6 +14,7 @@ def main(sm) -> None:
         sm.params.readers,
         str(Path(sm.output.pairs).parent),
         sm.params.seed,
+        images=sm.params.images,
     )
 
 

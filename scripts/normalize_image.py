@@ -11,7 +11,7 @@ def main(sm) -> None:
     run_case_step(
         sm.wildcards.case,
         inputs=[sm.input.image, sm.input.mask, region],
-        outputs=[sm.output.image],
+        outputs=[sm.output.image, sm.output.qc],
         step=lambda: normalize_case(
             sm.wildcards.case,
             sm.input.image,
@@ -20,6 +20,7 @@ def main(sm) -> None:
             sm.params.cfg,
             nyul_json=nyul,
             region_mask_path=region,
+            out_qc_json=sm.output.qc,
         ),
     )
 

@@ -1,5 +1,6 @@
 """Evaluation: AUC with DeLong and bootstrap CIs, threshold metrics, calibration,
-decision curves, C-index, time-dependent AUC; tidy tables and curve data."""
+decision curves, C-index, time-dependent AUC, IPCW Brier score; tidy tables and
+curve data."""
 
 from __future__ import annotations
 
@@ -243,6 +244,130 @@ def time_dependent_auc(train_time, train_event, time, event, score, times) -> pd
     return pd.DataFrame(rows)
 
 
+# ---------------------------------------------------------------- Brier score (IPCW)
+# scikit-survival (brier_score, integrated_brier_score) is not among the pinned
+# dependencies and cannot be added, so the IPCW Brier score is written here on
+# numpy, with lifelines' Kaplan-Meier for the censoring survival G(t) = P(C > t).
+def evaluation_times(train_time, train_event) -> np.ndarray:
+    """Time points for AUC(t) and the Brier score: quartiles of the TRAINING event times."""
+    t, e = np.asarray(train_time, float), np.asarray(train_event, int)
+    return np.quantile(t[e == 1], [0.25, 0.5, 0.75])
+
+
+def censoring_survival(train_time, train_event) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan-Meier of the TRAINING censoring times: (timeline, G) of G(t) = P(C > t)."""
+    from lifelines import KaplanMeierFitter
+
+    t, e = np.asarray(train_time, float), np.asarray(train_event, int)
+    sf = KaplanMeierFitter().fit(t, 1 - e).survival_function_.iloc[:, 0]
+    return sf.index.to_numpy(float), sf.to_numpy(float)
+
+
+def _step_at(xs: np.ndarray, ys: np.ndarray, x, left: bool = False) -> np.ndarray:
+    """Right-continuous step function through (xs, ys), 1 before xs[0]; left limit if asked."""
+    i = np.searchsorted(xs, np.asarray(x, float), side="left" if left else "right") - 1
+    return np.where(i >= 0, ys[np.maximum(i, 0)], 1.0)
+
+
+def _surv_matrix(surv) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted column times, cases x times survival probabilities) from a DataFrame."""
+    cols = np.asarray(surv.columns, float)
+    order = np.argsort(cols, kind="mergesort")
+    return cols[order], np.asarray(surv, float)[:, order]
+
+
+def _brier_terms(cens, time, event, cols, S, grid) -> np.ndarray:
+    """Per-case IPCW Brier contributions (cases x grid); BS(t) is their column mean.
+
+    Graf et al. (1999), with the censoring weights of Gerds & Schumacher (2006):
+    a case with an event by t contributes S(t)^2 / G(T-), a case still at risk
+    (1 - S(t))^2 / G(t), a case censored before t contributes 0 (but counts in n).
+    S(t) is the survival curve as a step function of its column times.
+    """
+    grid = np.atleast_1d(np.asarray(grid, float))
+    if len(grid) and grid.min() < cols[0]:
+        raise ValueError(
+            f"predicted survival starts at t={cols[0]:g}, after the evaluation time "
+            f"{grid.min():g}: give S(t) from t <= {grid.min():g}"
+        )
+    t, e = np.asarray(time, float), np.asarray(event, int)
+    St = S[:, np.searchsorted(cols, grid, side="right") - 1]
+    g_t = np.clip(_step_at(*cens, grid), 1e-6, None)
+    g_T = np.clip(_step_at(*cens, t, left=True), 1e-6, None)
+    died = (t[:, None] <= grid[None, :]) & (e[:, None] == 1)
+    alive = t[:, None] > grid[None, :]
+    return np.where(died, St**2 / g_T[:, None], 0.0) + np.where(
+        alive, (1.0 - St) ** 2 / g_t[None, :], 0.0
+    )
+
+
+def _ibs_weights(cens, time, cols, t_min: float, t_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid and weights that integrate BS(t) over [t_min, t_max] exactly, divided by the length.
+
+    BS(t) is a step function whose jumps lie at observed times, censoring-KM
+    times and the survival-curve column times, so summing BS at each jump times
+    the width to the next one is the exact integral (no trapezoid approximation).
+    """
+    pts = np.concatenate([[t_min], cols, np.asarray(time, float), cens[0]])
+    grid = np.unique(pts[(pts >= t_min) & (pts < t_max)])
+    return grid, np.diff(np.append(grid, t_max)) / (t_max - t_min)
+
+
+def brier_score_ipcw(train_time, train_event, time, event, surv, times) -> pd.DataFrame:
+    """IPCW Brier score BS(t) at ``times`` (columns time, brier).
+
+    ``surv``: DataFrame, one row per case (aligned with time/event), columns =
+    time points, values = predicted S(t | x). Censoring distribution: Kaplan-Meier
+    of the TRAINING censoring times.
+    """
+    cens = censoring_survival(train_time, train_event)
+    cols, S = _surv_matrix(surv)
+    bs = _brier_terms(cens, time, event, cols, S, times).mean(axis=0)
+    return pd.DataFrame({"time": np.asarray(times, float), "brier": bs})
+
+
+def integrated_brier_score(
+    train_time, train_event, time, event, surv, t_min: float, t_max: float
+) -> float:
+    """Integrated Brier score, (1 / (t_max - t_min)) * integral of BS(t) over [t_min, t_max]."""
+    if not t_max > t_min:
+        return np.nan
+    cens = censoring_survival(train_time, train_event)
+    cols, S = _surv_matrix(surv)
+    grid, w = _ibs_weights(cens, time, cols, t_min, t_max)
+    return float(_brier_terms(cens, time, event, cols, S, grid).mean(axis=0) @ w)
+
+
+def brier_ci(
+    train_time, train_event, time, event, surv, times, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """BS(t) at each of ``times`` and the IBS over [min, max] of ``times``, bootstrap CIs.
+
+    Rows metric (brier_t{t:.3g}, ibs), value, ci_low, ci_high. Cases are resampled
+    (percentile 95% CI) with G kept at the training Kaplan-Meier, as in ``cindex_ci``.
+    """
+    times = np.asarray(times, float)
+    cens = censoring_survival(train_time, train_event)
+    cols, S = _surv_matrix(surv)
+    per_case = _brier_terms(cens, time, event, cols, S, times)
+    names = [f"brier_t{tau:.3g}" for tau in times]
+    t_min, t_max = float(times.min()), float(times.max())
+    if t_max > t_min:
+        grid, w = _ibs_weights(cens, time, cols, t_min, t_max)
+        ibs = _brier_terms(cens, time, event, cols, S, grid) @ w
+        per_case = np.column_stack([per_case, ibs])
+        names.append("ibs")
+    n = len(per_case)
+    rng = np.random.default_rng(seed)
+    boot = np.array([per_case[rng.integers(0, n, n)].mean(axis=0) for _ in range(n_boot)])
+    lo, hi = (
+        np.percentile(boot, [2.5, 97.5], axis=0) if n_boot else np.full((2, len(names)), np.nan)
+    )
+    return pd.DataFrame(
+        {"metric": names, "value": per_case.mean(axis=0), "ci_low": lo, "ci_high": hi}
+    )
+
+
 # ------------------------------------------------------------------ tidy tables
 def _row(cohort, metric, value, lo=np.nan, hi=np.nan, n=np.nan):
     return {"cohort": cohort, "metric": metric, "value": value, "ci_low": lo, "ci_high": hi, "n": n}
@@ -314,14 +439,26 @@ def evaluate_survival(
     n_boot: int = 1000,
     seed: int = 0,
     train_cohort: str = "train",
+    surv: pd.DataFrame | None = None,
 ):
-    """C-index (CI), log-rank of risk groups (training-median cutoff), AUC(t) per cohort."""
+    """C-index (CI), log-rank of risk groups (training-median cutoff), AUC(t) per cohort.
+
+    With ``surv`` (one row per row of ``pred``, in the same order; columns = time
+    points, values = predicted survival probability S(t | x)) also the IPCW Brier
+    score ``brier_t{t}`` at the AUC(t) time points and the integrated Brier score
+    ``ibs`` over their range, with bootstrap CIs; rows of a case (CV repeats) are
+    averaged, like its score. The score itself is a risk, not S(t), so without
+    ``surv`` no Brier score is reported.
+    """
     from radstudy.survival import km_logrank
 
     rows, curves = [], []
+    pred = pred.reset_index(drop=True)  # positions index ``surv``
+    if surv is not None and len(surv) != len(pred):
+        raise ValueError(f"surv has {len(surv)} rows, the predictions {len(pred)}")
     train = pred[pred["cohort"] == train_cohort]
-    for cohort, d in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
-        d = d.groupby("case_id", sort=True).agg(
+    for cohort, raw in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
+        d = raw.groupby("case_id", sort=True).agg(
             time=("time", "first"), event=("event", "first"), score=("score", "mean")
         )
         n = len(d)
@@ -337,10 +474,24 @@ def evaluate_survival(
         for g, part in km["curves"].groupby("series"):
             curves.append(_curves(cohort, "km", part["x"], part["y"], g))
         if len(train) > 3:
-            times = np.quantile(train["time"][train["event"] == 1], [0.25, 0.5, 0.75])
+            times = evaluation_times(train["time"], train["event"])
             tda = time_dependent_auc(
                 train["time"], train["event"], d["time"], d["event"], d["score"], times
             )
             for _, r in tda.iterrows():
                 rows.append(_row(cohort, f"auc_t{r['time']:.3g}", r["auc"], n=n))
+            if surv is not None:
+                case_surv = surv.iloc[raw.index].groupby(raw["case_id"].to_numpy()).mean()
+                bs = brier_ci(
+                    train["time"],
+                    train["event"],
+                    d["time"],
+                    d["event"],
+                    case_surv.loc[d.index],
+                    times,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
+                for _, r in bs.iterrows():
+                    rows.append(_row(cohort, r["metric"], r["value"], r["ci_low"], r["ci_high"], n))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True) if curves else _empty_curves()

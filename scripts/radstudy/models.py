@@ -10,12 +10,16 @@ every fold.
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 
+from radstudy.errors import CaseError
 from radstudy.tables import column_group
+
+log = logging.getLogger(__name__)
 
 
 class ColumnGroupSelector(BaseEstimator, TransformerMixin):
@@ -142,6 +146,61 @@ def cross_validated_predictions(
             part["y_true"] = np.asarray(y)[te]
             part["y_prob"] = model.predict_proba(Xt)[:, 1]
         rows.append(part)
+    return pd.concat(rows).sort_values(["repeat", "case_id"]).reset_index(drop=True)
+
+
+def leave_one_center_out_predictions(
+    pipe, X: pd.DataFrame, y, center_col: str = "center"
+) -> pd.DataFrame:
+    """Leave-one-center-out predictions: the whole pipeline is refit without each center.
+
+    For each center of ``X[center_col]`` (sorted) a clone of ``pipe`` is fit on
+    the other centers' rows and predicts the held-out center's rows. Same columns as :func:`cross_validated_predictions` (``repeat`` 0, ``fold`` =
+    the held-out center, so per-fold summaries become per-center ones) plus
+    ``center``. ``X`` keeps ``center_col`` (pre-steps such as ComBat use it). A
+    center is skipped, with a warning, when the other centers hold a single class
+    (binary) or no event (survival), or when the fitted chain cannot map it
+    (:class:`CaseError`, e.g. too few rows for ComBat's unseen-batch estimate).
+    """
+    survival = isinstance(y, pd.DataFrame)
+    centers = X[center_col].to_numpy()
+    strat = y["event"].to_numpy(int) if survival else np.asarray(y).astype(int)
+    rows = []
+    for center in sorted(pd.unique(centers)):
+        te, tr = np.flatnonzero(centers == center), np.flatnonzero(centers != center)
+        if (survival and strat[tr].sum() == 0) or (not survival and len(set(strat[tr])) < 2):
+            what = (
+                "no row"
+                if not len(tr)
+                else "no event"
+                if survival
+                else f"one class only ({int(strat[tr][0])})"
+            )
+            log.warning(
+                "leave-one-center-out: without center %s the rest has %s; center skipped",
+                center,
+                what,
+            )
+            continue
+        Xt = X.iloc[te]
+        try:
+            model = clone(pipe).fit(X.iloc[tr], y.iloc[tr])
+            out = model.predict(Xt) if survival else model.predict_proba(Xt)[:, 1]
+        except CaseError as err:
+            log.warning("leave-one-center-out: center %s skipped: %s", center, err)
+            continue
+        part = pd.DataFrame({"case_id": Xt.index, "center": center, "repeat": 0, "fold": center})
+        if survival:
+            part["time"] = y.iloc[te]["time"].to_numpy()
+            part["event"] = y.iloc[te]["event"].to_numpy()
+            part["score"] = out
+        else:
+            part["y_true"] = np.asarray(y)[te]
+            part["y_prob"] = out
+        rows.append(part)
+    if not rows:
+        cols = ["time", "event", "score"] if survival else ["y_true", "y_prob"]
+        return pd.DataFrame(columns=["case_id", "center", "repeat", "fold", *cols])
     return pd.concat(rows).sort_values(["repeat", "case_id"]).reset_index(drop=True)
 
 

@@ -328,6 +328,10 @@ def apply_nyul(arr: np.ndarray, region: np.ndarray, model: dict) -> np.ndarray:
     return out
 
 
+# ROI intensity quantiles recorded before/after normalisation (QC figure of the report)
+QC_QUANTILES = [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99]
+
+
 def normalize_case(
     case: str,
     image_path,
@@ -336,6 +340,7 @@ def normalize_case(
     cfg: dict,
     nyul_json=None,
     region_mask_path=None,
+    out_qc_json=None,
 ) -> dict:
     """Intensity normalisation of one prepared image (``cfg["normalization"]``).
 
@@ -347,7 +352,9 @@ def normalize_case(
       foreground (or ``nyul_region`` is "foreground"), else the ROI mask.
     - ``none``: the image unchanged (as float32).
 
-    Returns the method and the ROI mean / sd after normalisation.
+    Returns (and writes to ``out_qc_json`` when given) the method, the ROI mean / sd
+    after normalisation and the ROI intensity quantiles before and after it (the
+    report's before/after histogram summary).
     """
     cfg = merged(cfg)
     method = cfg["normalization"]
@@ -387,4 +394,16 @@ def normalize_case(
     img = sitk.GetImageFromArray(out.astype(np.float32))
     img.CopyInformation(image)
     write_image(img, out_image)
-    return {"method": method, "roi_mean": float(out[roi].mean()), "roi_sd": float(out[roi].std())}
+    qc = {
+        "case_id": case,
+        "method": method,
+        "roi_mean": float(out[roi].mean()),
+        "roi_sd": float(out[roi].std()),
+        "quantiles": QC_QUANTILES,
+        "roi_before": [float(v) for v in np.percentile(arr[roi], QC_QUANTILES)],
+        "roi_after": [float(v) for v in np.percentile(out[roi], QC_QUANTILES)],
+    }
+    if out_qc_json is not None:
+        Path(out_qc_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_qc_json).write_text(json.dumps(qc, indent=1, sort_keys=True) + "\n")
+    return qc

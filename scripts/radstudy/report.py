@@ -53,6 +53,15 @@ def fig_html(fig, caption: str, alt: str | None = None) -> str:
     )
 
 
+def png_html(path: str | Path, caption: str) -> str:
+    """Inline a PNG file (written by another rule) as a base64 <figure>."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
 def table_html(df: pd.DataFrame, floatfmt: str = "{:.3g}", index: bool = False) -> str:
     """A DataFrame as an HTML table with fixed float formatting."""
     if df is None or len(df) == 0:
@@ -129,6 +138,37 @@ def table_one(cases: pd.DataFrame, clinical: list[str], outcome: str | None) -> 
     return table_html(pd.DataFrame(rows))
 
 
+def normalisation_figures(norm_paths: list[str], centers: dict[str, str]) -> str:
+    """Per sequence: ROI intensity quantile curves of every case before and after
+    normalisation, coloured by center (curves that collapse = centers made comparable)."""
+    rows = []
+    for p in norm_paths:
+        try:
+            q = json.loads(Path(p).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue  # exclusion marker
+        rows.append((Path(p).parts[-2], q))
+    body = ""
+    for seq in sorted({s for s, _ in rows}):
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+        colors: dict[str, str] = {}
+        for s, q in rows:
+            if s != seq:
+                continue
+            center = centers.get(q["case_id"], "?")
+            color = colors.setdefault(center, f"C{len(colors) % 10}")
+            for ax, key in zip(axes, ("roi_before", "roi_after"), strict=True):
+                ax.plot(q["quantiles"], q[key], color=color, lw=0.7, alpha=0.7)
+        for ax, title in zip(axes, ("before", "after"), strict=True):
+            ax.set_title(f"ROI intensities {title} normalisation", fontsize=9)
+            ax.set_xlabel("percentile")
+        axes[0].set_ylabel("intensity")
+        handles = [plt.Line2D([], [], color=c) for c in colors.values()]
+        axes[1].legend(handles, list(colors), title="center", fontsize=7)
+        body += fig_html(fig, f"{seq}: ROI intensity percentiles per case, by center")
+    return body
+
+
 def qc_section(qc_paths: list[str]) -> str:
     rows, figs = [], ""
     for p in qc_paths:
@@ -179,6 +219,12 @@ def segmentation_section(paths: list[str]) -> str:
         body += "<h4>Volume agreement vs reference</h4>" + table_html(
             pd.read_csv(folder / "volume_summary.tsv", sep="\t")
         )
+        if (folder / "overlay.png").is_file():
+            body += png_html(
+                folder / "overlay.png",
+                f"{folder.name}: best, median and worst case by Dice vs the reference "
+                "(contour of every mask source)",
+            )
         ent = pd.read_csv(folder / "entropy.tsv", sep="\t")
         if len(ent):
             summ = ent.groupby("method")[["entropy_core", "entropy_rim"]].mean().reset_index()
@@ -483,7 +529,15 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
             "Table 1: clinical characteristics",
             table_one(cases, clinical, binary[0] if binary else None),
         ),
-        section("qc", "Preprocessing quality control", qc_section(list(inputs["qc"]))),
+        section(
+            "qc",
+            "Preprocessing quality control",
+            qc_section(list(inputs["qc"]))
+            + normalisation_figures(
+                list(inputs.get("normalisation", [])),
+                dict(zip(cases["case_id"].astype(str), cases["center"].astype(str), strict=True)),
+            ),
+        ),
         section(
             "segmentation",
             "Segmentation agreement",

@@ -381,13 +381,20 @@ def evaluate_model(
 
 # -------------------------------------------------------------------------- segmentation
 def evaluate_segmentation(
-    masks: list[list], memberships: list[list], readers: list[str], out_dir: str, seed: int
+    masks: list[list],
+    memberships: list[list],
+    readers: list[str],
+    out_dir: str,
+    seed: int,
+    images: list[list] | None = None,
 ) -> None:
-    """Agreement tables between readers, their consensus and automatic methods.
+    """Agreement tables between readers, their consensus and automatic methods, and
+    the overlay figure (best / median / worst case by Dice vs the reference).
 
-    ``masks``: [case, name, path] rows; ``memberships``: [case, name, path] rows.
-    Markers (excluded cases/readers) are skipped. The reference is the voxel
-    majority of the readers when there are three or more, else the first reader.
+    ``masks``: [case, name, path] rows; ``memberships``: [case, name, path] rows;
+    ``images``: [case, path] rows. Markers (excluded cases/readers) are skipped. The
+    reference is the voxel majority of the readers when there are three or more,
+    else the first reader.
     """
     import SimpleITK as sitk
 
@@ -414,4 +421,16 @@ def evaluate_segmentation(
         if case in by_case and name in by_case[case] and marker_reason(path) is None:
             soft[(case, name)] = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     by_case = {c: m for c, m in by_case.items() if reference in m}
-    agreement_tables(by_case, reference, soft, out_dir, voxel_ml, seed=seed)
+    imgs = {
+        case: sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        for case, path in images or []
+        if case in by_case and marker_reason(path) is None
+    }
+    agreement_tables(by_case, reference, soft, out_dir, voxel_ml, seed=seed, images=imgs)
+    overlay = Path(out_dir) / "overlay.png"
+    if not overlay.exists():  # nothing to compare: the declared figure says so
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(4, 1), dpi=100)
+        fig.text(0.5, 0.5, "no case with two mask sources", ha="center", va="center")
+        fig.savefig(overlay, metadata={"Software": None})

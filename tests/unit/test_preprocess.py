@@ -332,6 +332,14 @@ def test_zscore_roi_mean_zero_sd_scale(tmp_path):
     pp.normalize_case("Z1", img2, mask_p, tmp_path / "n2.nii.gz", {"scale": 100})
     np.testing.assert_allclose(read(tmp_path / "n2.nii.gz"), norm, atol=0.05)
     assert sitk.ReadImage(str(out)).GetSpacing() == (1.0, 1.0, 2.0)
+    # the QC record: ROI quantiles before (raw) and after (z-scored) normalisation
+    pp.normalize_case("Z1", img_p, mask_p, out, {"scale": 100}, out_qc_json=tmp_path / "q.json")
+    qc = json.loads((tmp_path / "q.json").read_text())
+    vals = arr[roi == 1].astype(np.float64)
+    assert qc["case_id"] == "Z1" and qc["quantiles"][6] == 50
+    assert qc["roi_before"][6] == pytest.approx(np.median(vals), rel=1e-6)
+    z = (vals - vals.mean()) / vals.std() * 100
+    assert qc["roi_after"][6] == pytest.approx(np.median(z), abs=0.05)
 
 
 def test_zscore_constant_roi_is_case_error(tmp_path):
