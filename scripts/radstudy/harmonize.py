@@ -192,11 +192,13 @@ class ComBat(BaseEstimator, TransformerMixin):
         self.features_ = [c for c in cand if c not in self.skipped_features_]
         for c in self.skipped_features_:
             log.warning("ComBat: %s not harmonised (%s)", c, self.skipped_features_[c])
-        self.identity_ = len(self.batches_) < 2 or not self.features_
+        self.identity_ = not self.features_
         self.is_fitted_ = True
         self.mean_only_ = bool(self.mean_only)
         if self.identity_:
             return self
+        if len(self.batches_) == 1:
+            return self._fit_single_batch(X)
         counts = pd.Series(batch).value_counts()
         # as sva::ComBat: a batch with a single row has no variance estimate, so only
         # locations are adjusted (mean.only) for all batches
@@ -243,6 +245,26 @@ class ComBat(BaseEstimator, TransformerMixin):
             self.beta_ = np.linalg.lstsq(cov, M, rcond=None)[0]
         else:
             self.beta_ = None
+        return self
+
+    def _fit_single_batch(self, X: pd.DataFrame):
+        """One training center: it is the reference, left unchanged (gamma* = 0,
+        delta* = 1), as sva's ``ref.batch``; its mean (covariate model) and residual
+        variance standardise the rows, and unseen centers are mapped onto it by their
+        own location/scale. sva/neuroCombat need two batches, hence this branch."""
+        cov = self._covariates(X)
+        data = X[self.features_].to_numpy(float)
+        design = np.column_stack([np.ones(len(X)), cov])
+        filled = np.where(np.isnan(data), np.nanmean(data, axis=0), data)
+        coef = np.linalg.lstsq(design, filled, rcond=None)[0]
+        self.grand_mean_ = coef[0]
+        self.beta_ = coef[1:] if cov.shape[1] else None
+        resid = filled - design @ coef
+        self.var_pooled_ = np.mean(resid**2, axis=0)  # sva: 1/n of the squared residuals
+        b = self.batches_[0]
+        self.gamma_star_ = {b: np.zeros(len(self.features_))}
+        self.delta_star_ = {b: np.ones(len(self.features_))}
+        log.info("ComBat: a single training center (%s) is the reference", b)
         return self
 
     def _covariates(self, X: pd.DataFrame) -> np.ndarray:

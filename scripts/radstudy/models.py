@@ -120,12 +120,31 @@ def build_classification_pipeline(spec: dict, random_state: int, pre_steps=()):
     return Pipeline(steps)
 
 
+def survival_columns(model, X: pd.DataFrame, times) -> pd.DataFrame:
+    """Predicted S(t | x) of a fitted survival pipeline at ``times``: one column
+    ``S_{t}`` per time point, one row per row of ``X`` (for the Brier score)."""
+    if times is None or not len(X):
+        return pd.DataFrame(index=range(len(X)))
+    Z = model[:-1].transform(X)
+    sf = model.steps[-1][1].survival_function(Z, list(times))  # times x cases
+    return pd.DataFrame(
+        sf.to_numpy().T, columns=[f"S_{float(t):.6g}" for t in sf.index], index=range(len(X))
+    )
+
+
 def cross_validated_predictions(
-    pipeline, X: pd.DataFrame, y, n_splits: int = 5, n_repeats: int = 1, random_state: int = 0
+    pipeline,
+    X: pd.DataFrame,
+    y,
+    n_splits: int = 5,
+    n_repeats: int = 1,
+    random_state: int = 0,
+    surv_times=None,
 ) -> pd.DataFrame:
     """Out-of-fold predictions: the whole pipeline is cloned and refit per fold.
 
-    Binary y -> columns y_true, y_prob; survival y (time, event) -> time, event, score.
+    Binary y -> columns y_true, y_prob; survival y (time, event) -> time, event, score
+    (+ ``S_{t}`` columns of the predicted survival at ``surv_times`` when given).
     """
     from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -142,6 +161,8 @@ def cross_validated_predictions(
             part["time"] = y.iloc[te]["time"].to_numpy()
             part["event"] = y.iloc[te]["event"].to_numpy()
             part["score"] = model.predict(Xt)
+            if surv_times is not None:
+                part = pd.concat([part, survival_columns(model, Xt, surv_times)], axis=1)
         else:
             part["y_true"] = np.asarray(y)[te]
             part["y_prob"] = model.predict_proba(Xt)[:, 1]
@@ -150,7 +171,7 @@ def cross_validated_predictions(
 
 
 def leave_one_center_out_predictions(
-    pipe, X: pd.DataFrame, y, center_col: str = "center"
+    pipe, X: pd.DataFrame, y, center_col: str = "center", surv_times=None
 ) -> pd.DataFrame:
     """Leave-one-center-out predictions: the whole pipeline is refit without each center.
 
@@ -186,6 +207,7 @@ def leave_one_center_out_predictions(
         try:
             model = clone(pipe).fit(X.iloc[tr], y.iloc[tr])
             out = model.predict(Xt) if survival else model.predict_proba(Xt)[:, 1]
+            S = survival_columns(model, Xt, surv_times) if survival else None
         except CaseError as err:
             log.warning("leave-one-center-out: center %s skipped: %s", center, err)
             continue
@@ -194,6 +216,8 @@ def leave_one_center_out_predictions(
             part["time"] = y.iloc[te]["time"].to_numpy()
             part["event"] = y.iloc[te]["event"].to_numpy()
             part["score"] = out
+            if surv_times is not None:
+                part = pd.concat([part, S.set_index(part.index)], axis=1)
         else:
             part["y_true"] = np.asarray(y)[te]
             part["y_prob"] = out

@@ -307,6 +307,31 @@ def _curve_fig(
     return fig_html(fig, title)
 
 
+def confusion_fig(metrics: pd.DataFrame) -> str:
+    """Confusion matrices at the training-fixed threshold, one panel per cohort."""
+    cells = metrics[metrics["metric"].isin(["tp", "fp", "tn", "fn"])]
+    cohorts = [c for c in sorted(cells["cohort"].unique()) if not c.startswith("cv_shuffled")]
+    if not cohorts:
+        return ""
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(2.3 * len(cohorts), 2.4), squeeze=False)
+    for ax, cohort in zip(axes[0], cohorts, strict=True):
+        v = cells[cells["cohort"] == cohort].set_index("metric")["value"]
+        m = np.array([[v.get("tn", 0), v.get("fp", 0)], [v.get("fn", 0), v.get("tp", 0)]])
+        ax.imshow(m, cmap="Blues", vmin=0)
+        for (i, j), n in np.ndenumerate(m):
+            ax.text(j, i, f"{int(n)}", ha="center", va="center", fontsize=9)
+        ax.set_xticks([0, 1], ["pred 0", "pred 1"], fontsize=7)
+        ax.set_yticks([0, 1], ["true 0", "true 1"], fontsize=7)
+        ax.set_title(cohort, fontsize=8)
+    thr = metrics.loc[metrics["metric"] == "threshold", "value"]
+    t = (
+        f" (threshold {thr.iloc[0]:.3f}, fixed on training out-of-fold predictions)"
+        if len(thr)
+        else ""
+    )
+    return fig_html(fig, f"Confusion matrices{t}")
+
+
 def model_section(
     endpoint: str,
     model: str,
@@ -342,6 +367,7 @@ def model_section(
         diagonal=True,
     )
     body += _curve_fig(curves, "decision", "threshold probability", "net benefit", "Decision curve")
+    body += confusion_fig(metrics)
     body += _curve_fig(
         curves,
         "km",

@@ -248,6 +248,7 @@ def fit_model(
 
         score = pd.Series(pipe.predict(X), index=X.index)
         card["cutoff"] = float(np.median(score))  # learned on training rows only
+        card["surv_times"] = [float(t) for t in surv_times(y)]
         Z = pipe[:-1].transform(X)  # the Cox model's inputs (scaled training rows)
         t_point = float(np.median(y.loc[y["event"] == 1, "time"]))
         nomo = nomogram(pipe.steps[-1][1], Z, t_point)
@@ -272,13 +273,14 @@ def cross_validate_model(
     out_predictions: str,
 ) -> None:
     """Out-of-fold predictions on training rows; the whole chain is refit per fold."""
-    from radstudy.models import cross_validated_predictions
+    from radstudy.models import cross_validated_predictions, leave_one_center_out_predictions
 
     ep, spec = _endpoint(cfg, endpoint), _model_spec(cfg, endpoint, model)
     X, y = training_xy(tables, sheets, ep)
     seed = _seed(cfg, endpoint, model)
     pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed)
     cv = cfg["evaluation"]["cv"]
+    times = surv_times(y) if ep["type"] == "survival" else None
     runs = [("cv", y)]
     if cfg["evaluation"].get("shuffled_null", True) and ep["type"] == "binary":
         rng = np.random.default_rng(seed)
@@ -286,12 +288,34 @@ def cross_validate_model(
     frames = []
     for cohort, yy in runs:
         pred = cross_validated_predictions(
-            pipe, X, yy, n_splits=cv["n_splits"], n_repeats=cv["n_repeats"], random_state=seed
+            pipe,
+            X,
+            yy,
+            n_splits=cv["n_splits"],
+            n_repeats=cv["n_repeats"],
+            random_state=seed,
+            surv_times=times,
         )
         pred.insert(0, "cohort", cohort)
         frames.append(pred)
+    if cfg["evaluation"].get("loco", True) and X["center"].nunique() > 1:
+        # leave-one-center-out over the training centers: pooled ("loco", the mean of
+        # per-center AUCs) and per held-out center ("loco:{center}")
+        loco = leave_one_center_out_predictions(pipe, X, y, surv_times=times)
+        loco = loco.drop(columns="center")
+        per = loco.assign(cohort="loco:" + loco["fold"].astype(str), fold=np.nan)
+        frames += [loco.assign(cohort="loco"), per]
     out = pd.concat(frames).sort_values(["cohort", "repeat", "case_id"])
     _write_tsv(out, out_predictions)
+
+
+def surv_times(y: pd.DataFrame) -> np.ndarray:
+    """Time grid of the predicted survival columns: S(0) and 24 points covering the
+    Brier-score time points (training event-time quartiles) with a 5% margin."""
+    from radstudy.evaluation import evaluation_times
+
+    t = evaluation_times(y["time"], y["event"])
+    return np.concatenate([[0.0], np.linspace(0.95 * t[0], 1.05 * t[-1], 24)])
 
 
 def predict_center(
@@ -322,8 +346,13 @@ def predict_center(
         _write_tsv(out_df, out)
         return
     if ep["type"] == "survival":
+        from radstudy.models import survival_columns
+
         out_df["score"] = score
         out_df["risk_group"] = np.where(score > card_d["cutoff"], "high", "low")
+        if card_d.get("surv_times"):
+            S = survival_columns(pipe, X, card_d["surv_times"])
+            out_df = pd.concat([out_df, S.set_index(out_df.index)], axis=1)
     _write_tsv(out_df.sort_values("case_id"), out)
 
 
@@ -371,9 +400,21 @@ def evaluate_model(
         )
     else:
         cols = ["case_id", "cohort", "time", "event", "score"]
-        table = pd.concat([cv[cols], pred[cols]])
+        s_cols = [c for c in cv.columns if c.startswith("S_")]
+        surv = None
+        if s_cols and all(c in pred.columns for c in s_cols):
+            cols += s_cols
+        table = pd.concat([cv[cols], pred[cols]]).reset_index(drop=True)
+        if s_cols and all(c in table.columns for c in s_cols):
+            surv = table[s_cols].set_axis([float(c[2:]) for c in s_cols], axis=1)
+            table = table.drop(columns=s_cols)
         metrics, curves = ev.evaluate_survival(
-            table, cutoff=card_d["cutoff"], n_boot=n_boot, seed=seed, train_cohort="train"
+            table,
+            cutoff=card_d["cutoff"],
+            n_boot=n_boot,
+            seed=seed,
+            train_cohort="train",
+            surv=surv,
         )
     _write_tsv(metrics, out_metrics)
     curves.to_parquet(out_curves)

@@ -198,3 +198,20 @@ def test_center_predictability_drops_after_combat():
     # before ComBat the centers separate along PC1; after, their PC1 means are close
     assert np.ptp(raw_pcs.groupby("center")["PC1"].mean()) > 5
     assert np.ptp(pcs.groupby("center")["PC1"].mean()) < 1
+
+
+def test_single_training_center_is_the_reference_and_new_centers_map_onto_it():
+    rng = np.random.default_rng(4)
+    n, p = 40, 6
+    ref = pd.DataFrame(rng.normal(size=(n, p)), columns=[f"T2__f{i}" for i in range(p)])
+    ref.insert(0, "center", "A")
+    new = pd.DataFrame(rng.normal(size=(n, p)) * 3.0 + 5.0, columns=ref.columns[1:])
+    new.insert(0, "center", "N")
+    cb = ComBat().fit(ref)
+    assert not cb.identity_
+    out_ref = cb.transform(ref)
+    np.testing.assert_allclose(out_ref.to_numpy(), ref.drop(columns="center").to_numpy())
+    out_new = cb.transform(new)
+    # the unseen center's gain 3 and offset 5 are removed (EB-shrunk estimates)
+    assert np.abs(out_new.mean().to_numpy() - ref.iloc[:, 1:].mean().to_numpy()).max() < 0.35
+    assert np.all(np.abs(out_new.std().to_numpy() / ref.iloc[:, 1:].std().to_numpy() - 1) < 0.35)

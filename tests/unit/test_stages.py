@@ -95,3 +95,81 @@ def test_unseen_center_mapped_or_left_out(fitted, n_new, caplog):
     card = json.loads((fitted / "card.json").read_text())
     assert card["training_centers"] == ["A", "B"]
     assert joblib.load(fitted / "combat.joblib").batches_ == ["A", "B"]
+
+
+def _survival_files(tmp_path):
+    rng = np.random.default_rng(8)
+    tables, sheets = [], []
+    for c, shift in (("A", 0.0), ("B", 2.0), ("Z", -1.0)):
+        n = 30
+        ids = [f"{c}{i:02d}" for i in range(n)]
+        risk = rng.normal(size=n)
+        X = pd.DataFrame(
+            {
+                "center": c,
+                "split": "external" if c == "Z" else "train",
+                "T2__a": risk + shift,
+                "T2__b": rng.normal(size=n) + shift,
+            },
+            index=pd.Index(ids, name="case_id"),
+        )
+        t = rng.exponential(np.exp(-risk) * 20)
+        cens = rng.exponential(40, n)
+        sheet = pd.DataFrame(
+            {
+                "case_id": ids,
+                "center": c,
+                "split": X["split"],
+                "efs_time": np.minimum(t, cens),
+                "efs_event": (t <= cens).astype(int),
+            }
+        )
+        X.to_parquet(tmp_path / f"{c}.parquet")
+        sheet.to_csv(tmp_path / f"{c}.tsv", sep="\t", index=False)
+        tables.append(str(tmp_path / f"{c}.parquet"))
+        sheets.append(str(tmp_path / f"{c}.tsv"))
+    return tables, sheets
+
+
+def test_survival_chain_reports_brier_ibs_and_leave_one_center_out(tmp_path):
+    cfg = {
+        "seed": 1,
+        "harmonization": {"enabled": True},
+        "selection": {"variance": {}},
+        "endpoints": {"efs": {"type": "survival", "time": "efs_time", "event": "efs_event"}},
+        "models": {"efs": {"cox": {"groups": ["radiomics"], "cox": {"penalizer": 0.1}}}},
+        "evaluation": {"cv": {"n_splits": 3, "n_repeats": 1}, "bootstrap": 100, "loco": True},
+    }
+    tables, sheets = _survival_files(tmp_path)
+    (tmp_path / "robust.txt").write_text("ALL\n")
+    train_t, train_s = tables[:2], sheets[:2]
+    args = (train_t, train_s, str(tmp_path / "robust.txt"), "efs", "cox", cfg)
+    stages.fit_model(*args, *(str(tmp_path / f) for f in ("m.joblib", "card.json", "sel.tsv")))
+    stages.cross_validate_model(*args, str(tmp_path / "cv.tsv"))
+    preds = []
+    for t, s, c in zip(tables, sheets, "ABZ", strict=True):
+        out = str(tmp_path / f"pred_{c}.tsv")
+        stages.predict_center(
+            str(tmp_path / "m.joblib"), str(tmp_path / "card.json"), t, s, "efs", cfg, out
+        )
+        preds.append(out)
+    stages.evaluate_model(
+        str(tmp_path / "cv.tsv"),
+        str(tmp_path / "card.json"),
+        preds,
+        "efs",
+        cfg,
+        str(tmp_path / "metrics.tsv"),
+        str(tmp_path / "curves.parquet"),
+    )
+    cv = pd.read_csv(tmp_path / "cv.tsv", sep="\t")
+    assert {"cv", "loco", "loco:A", "loco:B"} <= set(cv["cohort"])
+    s_cols = [c for c in cv.columns if c.startswith("S_")]
+    assert len(s_cols) == 25 and cv[s_cols].notna().all().all()
+    assert (cv[s_cols].diff(axis=1).iloc[:, 1:] <= 1e-12).all().all()  # S(t) non-increasing
+    m = pd.read_csv(tmp_path / "metrics.tsv", sep="\t")
+    ibs = m[m["metric"] == "ibs"].set_index("cohort")
+    assert {"train", "test", "cv", "external:Z", "loco"} - {"test"} <= set(ibs.index)
+    assert ibs["value"].between(0, 0.25).all()  # better than the 0.25 of a coin
+    assert (m["metric"].str.startswith("brier_t")).any()
+    assert m.loc[(m["cohort"] == "loco") & (m["metric"] == "c_index"), "value"].item() > 0.55
