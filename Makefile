@@ -41,6 +41,7 @@ format: venv
 
 bench: venv
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_cohort.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -67,6 +67,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=24)
     ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"))
+    ap.add_argument(
+        "--params", default="mri_full.yaml", help="pyradiomics params (default: every image type)"
+    )
     args = ap.parse_args()
     from radstudy.synth import DEFAULTS, generate_cohort
 
@@ -74,6 +77,7 @@ def main() -> None:
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["cohort"]["sheet"] = "data/cases.tsv"
     cfg["cohort"].update({"sequences": ["T2"], "readers": ["R1", "R2"], "repeats": {}})
+    cfg["features"]["params"] = args.params
     per = max(2, args.cases // 4)
     spec = {
         "sequences": ["T2"],
