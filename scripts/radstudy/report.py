@@ -403,6 +403,18 @@ def model_section(
         axes[1].set_ylabel(lasso["cv_metric"])
         axes[1].set_title("LASSO cross-validation error")
         body += fig_html(fig, "LASSO path and CV error (training rows)")
+    if "multivariable_cox" in card:
+        mv = pd.DataFrame(card["multivariable_cox"])
+        ph = pd.DataFrame(card.get("ph_test", {})).rename(
+            columns={"statistic": "PH statistic", "p": "PH p"}
+        )
+        if len(ph):
+            mv = mv.merge(ph, on="covariate", how="left")
+        body += (
+            f"<h4>Multivariable Cox with clinical variables (training rows, n = "
+            f"{card.get('multivariable_cox_n', '?')}): hazard ratios and the "
+            "proportional-hazards test</h4>" + table_html(mv)
+        )
     if "nomogram" in card:
         nomo = card["nomogram"]
         pts = pd.DataFrame(nomo["points"])

@@ -249,6 +249,7 @@ def fit_model(
         score = pd.Series(pipe.predict(X), index=X.index)
         card["cutoff"] = float(np.median(score))  # learned on training rows only
         card["surv_times"] = [float(t) for t in surv_times(y)]
+        card.update(clinical_cox(score, X, y))
         Z = pipe[:-1].transform(X)  # the Cox model's inputs (scaled training rows)
         t_point = float(np.median(y.loc[y["event"] == 1, "time"]))
         nomo = nomogram(pipe.steps[-1][1], Z, t_point)
@@ -261,6 +262,32 @@ def fit_model(
     _write_json(card, out_card)
     sel = pd.DataFrame(card.get("selected_features", []))
     _write_tsv(sel, out_selection)
+
+
+def clinical_cox(score: pd.Series, X: pd.DataFrame, y: pd.DataFrame) -> dict:
+    """Multivariable Cox of the model's risk score (per SD) with the clinical columns,
+    and the proportional-hazards test (Schoenfeld residuals), on the training rows
+    with complete data. Returns card entries (tables as column lists)."""
+    from lifelines.exceptions import ConvergenceError
+
+    from radstudy.survival import multivariable_cox, ph_test
+
+    clinical = [c for c in X.columns if c.startswith("clinical__") and X[c].nunique() > 1]
+    df = X[clinical].copy()
+    df.insert(0, "model_score_per_sd", (score - score.mean()) / (score.std() or 1.0))
+    df["time"], df["event"] = y["time"], y["event"]
+    df = df.dropna()
+    covs = [c for c in df.columns if c not in ("time", "event")]
+    out: dict = {"multivariable_cox_n": int(len(df))}
+    try:
+        out["multivariable_cox"] = multivariable_cox(df, covs, "time", "event").to_dict(
+            orient="list"
+        )
+        out["ph_test"] = ph_test(df, covs, "time", "event").to_dict(orient="list")
+    except (ConvergenceError, ValueError, np.linalg.LinAlgError) as err:
+        log.warning("multivariable Cox on the training rows failed: %s", err)
+        out["multivariable_cox_error"] = str(err).splitlines()[0]
+    return out
 
 
 def cross_validate_model(

@@ -110,6 +110,7 @@ def _survival_files(tmp_path):
                 "split": "external" if c == "Z" else "train",
                 "T2__a": risk + shift,
                 "T2__b": rng.normal(size=n) + shift,
+                "clinical__age": rng.normal(50, 10, n),
             },
             index=pd.Index(ids, name="case_id"),
         )
@@ -162,6 +163,10 @@ def test_survival_chain_reports_brier_ibs_and_leave_one_center_out(tmp_path):
         str(tmp_path / "metrics.tsv"),
         str(tmp_path / "curves.parquet"),
     )
+    card = json.loads((tmp_path / "card.json").read_text())
+    mv = pd.DataFrame(card["multivariable_cox"]).set_index("covariate")
+    assert card["multivariable_cox_n"] == 60 and mv.loc["model_score_per_sd", "hr"] > 1.2
+    assert set(pd.DataFrame(card["ph_test"])["covariate"]) == set(mv.index)
     cv = pd.read_csv(tmp_path / "cv.tsv", sep="\t")
     assert {"cv", "loco", "loco:A", "loco:B"} <= set(cv["cohort"])
     s_cols = [c for c in cv.columns if c.startswith("S_")]
