@@ -19,6 +19,14 @@ from radstudy.errors import ConfigError  # noqa: E402
 
 validate(config, Path(workflow.basedir) / "config.schema.yaml")
 
+# feature-table entry point: features given, no image stages (sequences/readers [])
+FEATURE_TABLE = config["cohort"].get("features_table") or ""
+if FEATURE_TABLE and (config["cohort"]["sequences"] or config["cohort"]["readers"]):
+    raise WorkflowError(
+        "config cohort.features_table is set: set cohort.sequences and cohort.readers "
+        "to [] (the features come from the table, not from images)"
+    )
+
 if config["synthetic"]["enabled"] and not Path(config["cohort"]["sheet"]).is_file():
     from radstudy.synth import generate_cohort
 
@@ -42,6 +50,10 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"config features: {err}")
 
+NON_FEATURE_COLUMNS = sorted(
+    set(rs_cohort.required_columns(config))
+    | set(config["cohort"].get("descriptors", []))
+)
 SEQS = list(config["cohort"]["sequences"])
 READERS = list(config["cohort"]["readers"])
 REF_READER = config["cohort"]["reference_reader"]

@@ -1,6 +1,6 @@
 """Per-center feature tables and ComBat harmonisation.
 
-Inputs:  per-case feature files, results/cohort/centers/{center}.tsv
+Inputs:  per-case feature files (or cohort.features_table), results/cohort/centers/{center}.tsv
 Outputs: results/features/raw/{center}.parquet         wide table (model reader + clinical)
          results/features/readers/{center}.parquet     long table, every reader (for ICC)
          results/features/excluded/{center}.tsv        cases excluded while processing
@@ -14,25 +14,51 @@ localrules:
     collect_exclusions,
 
 
-rule assemble_center:
-    input:
-        unpack(center_assembly_inputs),
-    output:
-        table="results/features/raw/{center}.parquet",
-        excluded="results/features/excluded/{center}.tsv",
-    log:
-        "logs/assemble_center/{center}.log",
-    conda:
-        "../envs/stats.yaml"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    params:
-        files=case_files_param,
-        clinical=config["cohort"]["clinical"],
-    script:
-        "../scripts/assemble_center.py"
+if FEATURE_TABLE:
+
+    # feature-table entry point: the center's rows of cohort.features_table
+    rule import_center:
+        input:
+            table=FEATURE_TABLE,
+            sheet="results/cohort/centers/{center}.tsv",
+        output:
+            table="results/features/raw/{center}.parquet",
+            excluded="results/features/excluded/{center}.tsv",
+        log:
+            "logs/import_center/{center}.log",
+        conda:
+            "../envs/stats.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=10,
+        params:
+            clinical=config["cohort"]["clinical"],
+            non_features=NON_FEATURE_COLUMNS,
+        script:
+            "../scripts/import_center.py"
+
+else:
+
+    rule assemble_center:
+        input:
+            unpack(center_assembly_inputs),
+        output:
+            table="results/features/raw/{center}.parquet",
+            excluded="results/features/excluded/{center}.tsv",
+        log:
+            "logs/assemble_center/{center}.log",
+        conda:
+            "../envs/stats.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=10,
+        params:
+            files=case_files_param,
+            clinical=config["cohort"]["clinical"],
+        script:
+            "../scripts/assemble_center.py"
 
 
 rule assemble_readers:

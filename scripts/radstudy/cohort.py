@@ -159,7 +159,7 @@ def apply_inclusion(df: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataF
 
     for seq in c["sequences"]:
         exclude(df[f"image_{seq}"].isna(), f"no {seq} image (column image_{seq} empty)")
-    if c.get("segmentation_needs_reader", True):
+    if c.get("segmentation_needs_reader", True) and c["readers"]:
         ref = c["reference_reader"]
         exclude(df[f"mask_{ref}"].isna(), f"no mask of reference reader {ref}")
     for col in c.get("require", []):

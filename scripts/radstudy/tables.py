@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from radstudy.casestep import marker_reason
+from radstudy.errors import ConfigError
 
 META = ("center", "split")
 
@@ -97,6 +98,79 @@ def assemble_center(
     return table
 
 
+def read_feature_table(path: str | Path) -> pd.DataFrame:
+    """A published feature table (TSV, or CSV by extension): case_id + numeric features.
+
+    Columns named like the workflow's (``{seq}__...``, ``clinical__...``) keep their
+    names; other numeric columns become ``table__{name}`` (group radiomics). Sheet
+    columns (center, split, outcomes, clinical) may be present: they are ignored here
+    because the cohort sheet provides them.
+    """
+    path = Path(path)
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    df = pd.read_csv(path, sep=sep, dtype={"case_id": str})
+    if "case_id" not in df.columns:
+        raise ConfigError(f"{path}: the feature table needs a case_id column")
+    dup = df["case_id"][df["case_id"].duplicated()].tolist()
+    if dup:
+        raise ConfigError(f"{path}: duplicated case_id(s) {', '.join(dup[:5])}")
+    return df.set_index("case_id")
+
+
+def import_center(
+    table_path: str | Path,
+    sheet_tsv: str | Path,
+    clinical: list[str],
+    non_features: list[str],
+    out_table: str | Path,
+    out_excluded: str | Path,
+) -> pd.DataFrame:
+    """One center's wide table from a feature table (the feature-table entry point).
+
+    Feature columns: every column except ``non_features`` (the sheet's id, meta,
+    outcome, clinical and descriptor columns, so the table may be the sheet itself);
+    a non-numeric one is an error naming it. Cases of the sheet without a row in the
+    table are excluded with a reason.
+    """
+    sheet = pd.read_csv(sheet_tsv, sep="\t", dtype={"case_id": str, "center": str})
+    table = read_feature_table(table_path)
+    skip = set(non_features) | {"center", "split"}
+    feats = {}
+    for col in table.columns:
+        if col in skip or col.startswith("clinical__"):
+            continue
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = table[col].notna() & values.isna()
+        if bad.any():
+            case = table.index[bad.to_numpy()][0]
+            raise ConfigError(
+                f"{table_path}: feature column '{col}' is not numeric "
+                f"(case {case}: {table.loc[case, col]!r})"
+            )
+        feats[col if "__" in col else f"table__{col}"] = values
+    features = pd.DataFrame(feats, index=table.index)
+    cases = sorted(sheet["case_id"])
+    missing = [c for c in cases if c not in features.index]
+    rows = features.loc[[c for c in cases if c in features.index]]
+    rows = rows[sorted(rows.columns)]
+    rows.index.name = "case_id"
+    out = with_clinical(rows, sheet, clinical)
+    out = out.apply(lambda s: s.astype(float) if s.name not in META else s)
+    Path(out_table).parent.mkdir(parents=True, exist_ok=True)
+    out.to_parquet(out_table)
+    center = sheet.set_index("case_id")["center"]
+    excl = pd.DataFrame(
+        {
+            "case_id": missing,
+            "center": [center[c] for c in missing],
+            "stage": "import_center",
+            "reason": f"no row in the feature table {Path(table_path).name}",
+        }
+    )
+    excl.to_csv(out_excluded, sep="\t", index=False)
+    return out
+
+
 def assemble_readers(
     reader_files: Mapping[tuple[str, str], Iterable[str | Path]], out_table: str | Path
 ) -> pd.DataFrame:
@@ -110,8 +184,8 @@ def assemble_readers(
         row.index = pd.Index([case], name="case_id")
         row.insert(0, "reader", reader)
         frames.append(row)
-    long = pd.concat(frames) if frames else pd.DataFrame(columns=["reader"])
-    long = long.reset_index()
+    empty = pd.DataFrame(columns=["reader"], index=pd.Index([], name="case_id"))
+    long = (pd.concat(frames) if frames else empty).reset_index()
     feats = sorted(c for c in long.columns if c not in ("case_id", "reader"))
     long = long[["case_id", "reader", *feats]].sort_values(["case_id", "reader"])
     long = long.reset_index(drop=True)

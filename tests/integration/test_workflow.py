@@ -30,6 +30,23 @@ def test_report_and_tables_exist(demo_run):
     assert "clinical__afp" in raw.columns
     icc = pd.read_csv(wd / "results/selection/icc.tsv", sep="\t")
     assert {"inter", "intra"} <= set(icc["kind"])
+    # segmentation agreement of the two readers + its overlay figure
+    seg = wd / "results/segmentation/T2"
+    pairs = pd.read_csv(seg / "dice_pairwise.tsv", sep="\t")
+    assert len(pairs) == 1 and 0.5 < pairs["mean"].iloc[0] <= 1
+    assert (seg / "overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    norm = json.loads((wd / "results/cases/A001/T2/normalisation.json").read_text())
+    assert norm["method"] == "zscore" and len(norm["roi_after"]) == len(norm["quantiles"])
+
+
+def test_leave_one_center_out_and_survival_extras(demo_run):
+    m = _metrics(demo_run, "recurrence", "radiomics_lr")
+    assert {"loco", "loco:A", "loco:B"} <= set(m["cohort"])
+    assert {"tp", "fp", "tn", "fn"} <= set(m["metric"])
+    s = _metrics(demo_run, "efs", "radiomics_cox")
+    assert 0 < _value(s, "train", "ibs")["value"] < 0.25
+    card = json.loads((demo_run / "results/models/efs/radiomics_cox/card.json").read_text())
+    assert "model_score_per_sd" in card["multivariable_cox"]["covariate"]
 
 
 def test_signal_is_found_on_held_out_data(demo_run):
