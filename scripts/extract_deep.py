@@ -17,7 +17,7 @@ def main(sm) -> None:
             w.seq,
             sm.input.image,
             sm.input.mask,
-            sm.params.cfg.get("weights"),
+            sm.input.get("checkpoint"),  # trained in the workflow; else cfg weights
             sm.output.features,
             sm.params.cfg,
             sm.params.seed,
