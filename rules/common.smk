@@ -153,16 +153,34 @@ def case_feature_files(center, reader=MODEL_READER):
     files = {}
     for case in center_cases(center):
         files[case] = [f"{case_dir(case, s)}/features_{reader}.parquet" for s in SEQS]
-        if config["deep"]["enabled"]:
-            files[case] += [f"{case_dir(case, s)}/deep.parquet" for s in SEQS]
     return files
 
 
 def center_assembly_inputs(wildcards):
     files = case_feature_files(wildcards.center)
-    return {
+    out = {
         "sheet": f"results/cohort/centers/{wildcards.center}.tsv",
         "features": [f for case in sorted(files) for f in files[case]],
+    }
+    if config["deep"]["enabled"]:  # per-center deep tables (one network load each)
+        out["deep"] = [
+            f"results/features/deep/{s}/{wildcards.center}.parquet" for s in SEQS
+        ]
+        out["deep_excluded"] = [
+            f"results/features/deep/{s}/{wildcards.center}.excluded.tsv" for s in SEQS
+        ]
+    return out
+
+
+def deep_center_inputs(wildcards):
+    """The center's normalised images and model-reader masks (+ trained checkpoint)."""
+    cases = center_cases(wildcards.center)
+    return {
+        **deep_checkpoint(wildcards),
+        "images": [f"{case_dir(c, wildcards.seq)}/image.nii.gz" for c in cases],
+        "masks": [
+            f"{case_dir(c, wildcards.seq)}/mask_{MODEL_READER}.nii.gz" for c in cases
+        ],
     }
 
 

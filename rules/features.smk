@@ -7,9 +7,11 @@ reader (a bad mask excludes only that reader), but the interpreter start-up and
 extractor set-up (most of a small job's time) are paid once.
 Groups (for cluster bundling): prepare_image and segment_slic_fcm form "prepare";
 normalize_image and extract_radiomics form "case" (normalisation may wait for the
-cohort-level Nyul fit, so the two halves cannot share one group); extract_deep may
-wait for fit_deep and is left ungrouped.
-         results/cases/{case}/{seq}/deep.parquet               ResNet features (deep.enabled)
+cohort-level Nyul fit, so the two halves cannot share one group). extract_deep
+runs per center x sequence (the network is loaded once per center; a new center
+gets its own job) and may wait for fit_deep.
+         results/features/deep/{seq}/{center}.parquet  ResNet features (deep.enabled)
+         results/features/deep/{seq}/{center}.excluded.tsv  cases it could not process
          results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train)
 """
 
@@ -78,22 +80,22 @@ rule fit_deep:
 
 rule extract_deep:
     input:
-        unpack(deep_checkpoint),
-        image=rules.normalize_image.output.image,
-        mask=f"results/cases/{{case}}/{{seq}}/mask_{MODEL_READER}.nii.gz",
+        unpack(deep_center_inputs),
     output:
-        features="results/cases/{case}/{seq}/deep.parquet",
+        features="results/features/deep/{seq}/{center}.parquet",
+        excluded="results/features/deep/{seq}/{center}.excluded.tsv",
     log:
-        "logs/extract_deep/{case}_{seq}.log",
+        "logs/extract_deep/{center}_{seq}.log",
     benchmark:
-        "benchmarks/extract_deep/{case}_{seq}.tsv"
+        "benchmarks/extract_deep/{center}_{seq}.tsv"
     conda:
         "../envs/deep.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=60,
     params:
+        cases=lambda wildcards: center_cases(wildcards.center),
         cfg=config["deep"],
         seed=config["seed"],
     script:

@@ -6,8 +6,14 @@ from radstudy.tables import assemble_center
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
+    deep = list(zip(sm.input.get("deep", []), sm.input.get("deep_excluded", []), strict=True))
     assemble_center(
-        sm.input.sheet, sm.params.files, sm.params.clinical, sm.output.table, sm.output.excluded
+        sm.input.sheet,
+        sm.params.files,
+        sm.params.clinical,
+        sm.output.table,
+        sm.output.excluded,
+        center_tables=deep,
     )
 
 

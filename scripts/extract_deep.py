@@ -1,27 +1,19 @@
-"""Glue for rule extract_deep: ResNet features of one case x seq from the tumor ROI."""
+"""Glue for rule extract_deep: ResNet features of one center x seq (one network load)."""
 
-from radstudy.casestep import run_case_step
-from radstudy.deep import extract_deep_case
+from radstudy.deep import extract_deep_center
 from radstudy.logs import setup_logging
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    w = sm.wildcards
-    run_case_step(
-        w.case,
-        inputs=[sm.input.image, sm.input.mask],
-        outputs=[sm.output.features],
-        step=lambda: extract_deep_case(
-            w.case,
-            w.seq,
-            sm.input.image,
-            sm.input.mask,
-            sm.input.get("checkpoint"),  # trained in the workflow; else cfg weights
-            sm.output.features,
-            sm.params.cfg,
-            sm.params.seed,
-        ),
+    extract_deep_center(
+        list(zip(sm.params.cases, sm.input.images, sm.input.masks, strict=True)),
+        sm.wildcards.seq,
+        sm.input.get("checkpoint"),  # trained in the workflow; else deep.weights
+        sm.output.features,
+        sm.output.excluded,
+        sm.params.cfg,
+        sm.params.seed,
     )
 
 

@@ -439,6 +439,72 @@ def extract_deep_case(
     return row
 
 
+def extract_deep_center(
+    cases: list,
+    seq: str,
+    checkpoint: str | None,
+    out_parquet,
+    out_excluded,
+    cfg: dict,
+    seed: int,
+) -> pd.DataFrame:
+    """Deep features of one center x sequence: ``cases`` = [(case, image, mask)].
+
+    The network is loaded once per center (torch start-up costs seconds; a case's
+    forward pass a fraction of that), each case runs exactly as
+    :func:`extract_deep_case`. A case whose inputs are exclusion markers, or that
+    fails (:class:`CaseError`), is listed in ``out_excluded`` (case_id, reason) and
+    the others go on. ``out_parquet``: one row per case, sorted by case_id.
+    """
+    from radstudy.casestep import marker_reason
+
+    cfg = merged(cfg)
+    start = time.perf_counter()
+    weights = resolve_weights(cfg, checkpoint) or "random"  # config errors first
+    net, torch, device = load_network(cfg, weights, seed, head=False)
+    rows, excluded = [], []
+    for case, image_path, mask_path in sorted(cases, key=lambda c: str(c[0])):
+        reason = marker_reason(image_path) or marker_reason(mask_path)
+        if reason is not None:
+            excluded.append({"case_id": str(case), "reason": reason})
+            continue
+        try:
+            crop = prepare_input(case, image_path, mask_path, cfg)
+            with torch.inference_mode():
+                x = torch.from_numpy(_batch(crop, int(cfg["spatial_dims"]))).to(device)
+                feats = net(x).double().mean(0).cpu().numpy()
+            if not np.isfinite(feats).all():
+                raise CaseError(case, image_path, "deep features are not finite")
+        except CaseError as err:
+            log.warning("%s", err)
+            excluded.append({"case_id": str(case), "reason": f"deep features: {err}"})
+            continue
+        rows.append(
+            pd.DataFrame(
+                [feats],
+                columns=feature_names(seq, cfg["arch"], feats.size),
+                index=pd.Index([str(case)], name="case_id"),
+                dtype="float64",
+            )
+        )
+    table = pd.concat(rows) if rows else pd.DataFrame(index=pd.Index([], name="case_id"))
+    Path(out_parquet).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out_parquet)
+    excl = pd.DataFrame(excluded, columns=["case_id", "reason"])
+    excl.to_csv(out_excluded, sep="\t", index=False, lineterminator="\n")
+    log.info(
+        "%s: deep features of %d cases (%d excluded), %s %dD on %s, %.1f s",
+        seq,
+        len(rows),
+        len(excluded),
+        cfg["arch"],
+        int(cfg["spatial_dims"]),
+        device,
+        time.perf_counter() - start,
+    )
+    return table
+
+
 # --------------------------------------------------------------------------- training
 
 

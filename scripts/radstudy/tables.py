@@ -79,16 +79,39 @@ def with_clinical(table: pd.DataFrame, sheet: pd.DataFrame, clinical: list[str])
     return out
 
 
+def join_center_tables(
+    table: pd.DataFrame, excl: pd.DataFrame, tables: Iterable[tuple[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Join per-center feature tables (e.g. deep features) on case_id.
+
+    ``tables``: (parquet, excluded TSV with case_id + reason) pairs. A case listed as
+    excluded, or missing from a table, is dropped and recorded in ``excl``.
+    """
+    frames = [excl]
+    for parquet, excluded in tables:
+        part = pd.read_parquet(parquet)
+        dropped = pd.read_csv(excluded, sep="\t", dtype=str)
+        for case in sorted(set(table.index) - set(part.index)):
+            why = dropped.set_index("case_id")["reason"].get(case, f"no row in {parquet}")
+            frames.append(pd.DataFrame([{"case_id": case, "stage": "processing", "reason": why}]))
+        table = table.join(part, how="inner")
+    excl = pd.concat(frames, ignore_index=True).drop_duplicates("case_id")
+    return table, excl
+
+
 def assemble_center(
     sheet_tsv: str | Path,
     case_files: Mapping[str, Iterable[str | Path]],
     clinical: list[str],
     out_table: str | Path,
     out_excluded: str | Path,
+    center_tables: Iterable[tuple[str, str]] = (),
 ) -> pd.DataFrame:
-    """Build one center's wide table from its cases' feature files."""
+    """Build one center's wide table from its cases' feature files (+ per-center
+    tables such as the deep features, see :func:`join_center_tables`)."""
     sheet = pd.read_csv(sheet_tsv, sep="\t", dtype={"case_id": str, "center": str})
     table, excl = read_case_features(case_files)
+    table, excl = join_center_tables(table, excl, center_tables)
     table = with_clinical(table, sheet, clinical)
     table = table.apply(lambda s: s.astype(float) if s.name not in META else s)
     Path(out_table).parent.mkdir(parents=True, exist_ok=True)

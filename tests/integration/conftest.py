@@ -66,6 +66,10 @@ def tiny_config(**overrides) -> dict:
     cfg["cohort"]["sequences"] = ["T2"]
     cfg["cohort"]["readers"] = ["R1", "R2", "R1r"]
     cfg["evaluation"]["bootstrap"] = 200
+    # deep features have their own workflow test (test_deep_workflow): off here
+    cfg["deep"] = {"enabled": False}
+    for name in ("deep_lr", "deep_radiomics_clinical_lr"):
+        cfg["models"]["recurrence"].pop(name, None)
     for key, value in overrides.items():
         node = cfg
         *path, last = key.split(".")

@@ -145,6 +145,38 @@ def test_extract_shape_names_and_determinism(cohort, tmp_path):
     assert not np.allclose(f1.to_numpy(), other.to_numpy())  # features see the image
 
 
+def test_extract_center_equals_per_case_and_excludes_bad_cases(cohort, tmp_path):
+    from radstudy.casestep import write_marker
+    from radstudy.deep import extract_deep_center
+    from radstudy.tables import join_center_tables
+
+    (c0, img0, msk0, _), (c1, img1, msk1, _), (c2, img2, _, _) = cohort[:3]
+    marker = tmp_path / "m.nii.gz"
+    write_marker(marker, "case C01: image: NaN voxels")
+    empty = tmp_path / "empty.nii.gz"
+    sitk.WriteImage(_image(np.zeros((24, 24, 24), np.uint8)), str(empty))
+    cases = [(c2, img2, empty), (c1, marker, msk1), (c0, img0, msk0)]
+    table = extract_deep_center(
+        cases, "T1", None, tmp_path / "c.parquet", tmp_path / "c.tsv", CFG, 0
+    )
+    single = extract_deep_case(c0, "T1", img0, msk0, None, tmp_path / "s.parquet", CFG, 0)
+    pd.testing.assert_frame_equal(table, single)  # one network load, same numbers
+    excl = pd.read_csv(tmp_path / "c.tsv", sep="\t")
+    assert excl["case_id"].tolist() == [c1, c2]
+    assert excl["reason"].iloc[0] == "case C01: image: NaN voxels"
+    assert excl["reason"].iloc[1].startswith("deep features: case C02")
+    # joined into a center table: the excluded cases leave with their reason
+    radiomics = pd.DataFrame(
+        {"T1__x": [1.0, 2.0, 3.0]}, index=pd.Index([c0, c1, c2], name="case_id")
+    )
+    none = pd.DataFrame(columns=["case_id", "stage", "reason"])
+    joined, why = join_center_tables(
+        radiomics, none, [(tmp_path / "c.parquet", tmp_path / "c.tsv")]
+    )
+    assert joined.index.tolist() == [c0] and joined.shape[1] == 513
+    assert why.set_index("case_id").loc[c2, "reason"].startswith("deep features: case C02")
+
+
 def test_extract_2d_averages_slices_and_resnet50_width(cohort, tmp_path):
     case, img, msk, _ = cohort[2]
     cfg = {**CFG, "spatial_dims": 2, "n_slices": 3, "arch": "resnet50"}
