@@ -391,6 +391,22 @@ def _batch(crop: np.ndarray, spatial_dims: int) -> np.ndarray:
 # --------------------------------------------------------------------------- extraction
 
 
+def _case_row(net, torch, device, case, seq, image_path, mask_path, cfg) -> pd.DataFrame:
+    """One case's penultimate-layer features with a loaded network: a one-row table."""
+    crop = prepare_input(case, image_path, mask_path, cfg)
+    with torch.inference_mode():
+        x = torch.from_numpy(_batch(crop, int(cfg["spatial_dims"]))).to(device)
+        feats = net(x).double().mean(0).cpu().numpy()
+    if not np.isfinite(feats).all():
+        raise CaseError(case, image_path, "deep features are not finite (check intensities)")
+    return pd.DataFrame(
+        [feats],
+        columns=feature_names(seq, cfg["arch"], feats.size),
+        index=pd.Index([str(case)], name="case_id"),
+        dtype="float64",
+    )
+
+
 def extract_deep_case(
     case: str,
     seq: str,
@@ -411,26 +427,15 @@ def extract_deep_case(
     cfg = merged(cfg)
     start = time.perf_counter()
     weights = resolve_weights(cfg, checkpoint) or "random"  # config errors before case errors
-    crop = prepare_input(case, image_path, mask_path, cfg)
     net, torch, device = load_network(cfg, weights, seed, head=False)
-    with torch.inference_mode():
-        x = torch.from_numpy(_batch(crop, int(cfg["spatial_dims"]))).to(device)
-        feats = net(x).double().mean(0).cpu().numpy()
-    if not np.isfinite(feats).all():
-        raise CaseError(case, image_path, "deep features are not finite (check intensities)")
-    row = pd.DataFrame(
-        [feats],
-        columns=feature_names(seq, cfg["arch"], feats.size),
-        index=pd.Index([str(case)], name="case_id"),
-        dtype="float64",
-    )
+    row = _case_row(net, torch, device, case, seq, image_path, mask_path, cfg)
     Path(out_parquet).parent.mkdir(parents=True, exist_ok=True)
     row.to_parquet(out_parquet)
     log.info(
         "case %s %s: %d %s features (%dD, %s) in %.2f s",
         case,
         seq,
-        feats.size,
+        row.shape[1],
         cfg["arch"],
         int(cfg["spatial_dims"]),
         device,
@@ -469,24 +474,10 @@ def extract_deep_center(
             excluded.append({"case_id": str(case), "reason": reason})
             continue
         try:
-            crop = prepare_input(case, image_path, mask_path, cfg)
-            with torch.inference_mode():
-                x = torch.from_numpy(_batch(crop, int(cfg["spatial_dims"]))).to(device)
-                feats = net(x).double().mean(0).cpu().numpy()
-            if not np.isfinite(feats).all():
-                raise CaseError(case, image_path, "deep features are not finite")
+            rows.append(_case_row(net, torch, device, case, seq, image_path, mask_path, cfg))
         except CaseError as err:
             log.warning("%s", err)
             excluded.append({"case_id": str(case), "reason": f"deep features: {err}"})
-            continue
-        rows.append(
-            pd.DataFrame(
-                [feats],
-                columns=feature_names(seq, cfg["arch"], feats.size),
-                index=pd.Index([str(case)], name="case_id"),
-                dtype="float64",
-            )
-        )
     table = pd.concat(rows) if rows else pd.DataFrame(index=pd.Index([], name="case_id"))
     Path(out_parquet).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out_parquet)

@@ -132,6 +132,23 @@ def survival_columns(model, X: pd.DataFrame, times) -> pd.DataFrame:
     )
 
 
+def _prediction_part(model, Xt: pd.DataFrame, yt, surv_times=None) -> pd.DataFrame:
+    """Outcome + prediction columns of held-out rows ``Xt`` (a fitted ``model``):
+    y_true, y_prob (binary) or time, event, score (+ ``S_{t}`` columns, survival)."""
+    if isinstance(yt, pd.DataFrame):
+        part = pd.DataFrame(
+            {
+                "time": yt["time"].to_numpy(),
+                "event": yt["event"].to_numpy(),
+                "score": model.predict(Xt),
+            }
+        )
+        if surv_times is not None:
+            part = pd.concat([part, survival_columns(model, Xt, surv_times)], axis=1)
+        return part
+    return pd.DataFrame({"y_true": np.asarray(yt), "y_prob": model.predict_proba(Xt)[:, 1]})
+
+
 def cross_validated_predictions(
     pipeline,
     X: pd.DataFrame,
@@ -157,16 +174,8 @@ def cross_validated_predictions(
         model = clone(pipeline).fit(X.iloc[tr], y.iloc[tr])
         Xt = X.iloc[te]
         part = pd.DataFrame({"case_id": Xt.index, "repeat": i // n_splits, "fold": i % n_splits})
-        if survival:
-            part["time"] = y.iloc[te]["time"].to_numpy()
-            part["event"] = y.iloc[te]["event"].to_numpy()
-            part["score"] = model.predict(Xt)
-            if surv_times is not None:
-                part = pd.concat([part, survival_columns(model, Xt, surv_times)], axis=1)
-        else:
-            part["y_true"] = np.asarray(y)[te]
-            part["y_prob"] = model.predict_proba(Xt)[:, 1]
-        rows.append(part)
+        pred = _prediction_part(model, Xt, y.iloc[te], surv_times)
+        rows.append(pd.concat([part, pred], axis=1))
     return pd.concat(rows).sort_values(["repeat", "case_id"]).reset_index(drop=True)
 
 
@@ -206,22 +215,12 @@ def leave_one_center_out_predictions(
         Xt = X.iloc[te]
         try:
             model = clone(pipe).fit(X.iloc[tr], y.iloc[tr])
-            out = model.predict(Xt) if survival else model.predict_proba(Xt)[:, 1]
-            S = survival_columns(model, Xt, surv_times) if survival else None
+            pred = _prediction_part(model, Xt, y.iloc[te], surv_times)
         except CaseError as err:
             log.warning("leave-one-center-out: center %s skipped: %s", center, err)
             continue
         part = pd.DataFrame({"case_id": Xt.index, "center": center, "repeat": 0, "fold": center})
-        if survival:
-            part["time"] = y.iloc[te]["time"].to_numpy()
-            part["event"] = y.iloc[te]["event"].to_numpy()
-            part["score"] = out
-            if surv_times is not None:
-                part = pd.concat([part, S.set_index(part.index)], axis=1)
-        else:
-            part["y_true"] = np.asarray(y)[te]
-            part["y_prob"] = out
-        rows.append(part)
+        rows.append(pd.concat([part, pred], axis=1))
     if not rows:
         cols = ["time", "event", "score"] if survival else ["y_true", "y_prob"]
         return pd.DataFrame(columns=["case_id", "center", "repeat", "fold", *cols])

@@ -45,19 +45,16 @@ def fig_html(fig, caption: str, alt: str | None = None) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode()
-    alt = html.escape(alt or caption)
-    return (
-        f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-    )
+    return png_html(buf.getvalue(), caption, alt)
 
 
-def png_html(path: str | Path, caption: str) -> str:
-    """Inline a PNG file (written by another rule) as a base64 <figure>."""
-    data = base64.b64encode(Path(path).read_bytes()).decode()
+def png_html(png: bytes | str | Path, caption: str, alt: str | None = None) -> str:
+    """Inline PNG bytes (or a PNG file written by another rule) as a base64 <figure>."""
+    if not isinstance(png, bytes):
+        png = Path(png).read_bytes()
+    data = base64.b64encode(png).decode()
     return (
-        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+        f'<figure><img alt="{html.escape(alt or caption)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 

@@ -428,11 +428,11 @@ def evaluate_model(
     else:
         cols = ["case_id", "cohort", "time", "event", "score"]
         s_cols = [c for c in cv.columns if c.startswith("S_")]
+        if not all(c in pred.columns for c in s_cols):
+            s_cols = []  # predicted survival missing somewhere: no Brier score
+        table = pd.concat([cv[cols + s_cols], pred[cols + s_cols]]).reset_index(drop=True)
         surv = None
-        if s_cols and all(c in pred.columns for c in s_cols):
-            cols += s_cols
-        table = pd.concat([cv[cols], pred[cols]]).reset_index(drop=True)
-        if s_cols and all(c in table.columns for c in s_cols):
+        if s_cols:
             surv = table[s_cols].set_axis([float(c[2:]) for c in s_cols], axis=1)
             table = table.drop(columns=s_cols)
         metrics, curves = ev.evaluate_survival(
@@ -489,10 +489,9 @@ def evaluate_segmentation(
         if case in by_case and name in by_case[case] and marker_reason(path) is None:
             soft[(case, name)] = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     by_case = {c: m for c, m in by_case.items() if reference in m}
+    # paths: agreement_tables reads only the best / median / worst cases it shows
     imgs = {
-        case: sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-        for case, path in images or []
-        if case in by_case and marker_reason(path) is None
+        case: path for case, path in images or [] if case in by_case and marker_reason(path) is None
     }
     agreement_tables(by_case, reference, soft, out_dir, voxel_ml, seed=seed, images=imgs)
     overlay = Path(out_dir) / "overlay.png"

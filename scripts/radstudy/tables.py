@@ -90,9 +90,9 @@ def join_center_tables(
     frames = [excl]
     for parquet, excluded in tables:
         part = pd.read_parquet(parquet)
-        dropped = pd.read_csv(excluded, sep="\t", dtype=str)
+        reasons = pd.read_csv(excluded, sep="\t", dtype=str).set_index("case_id")["reason"]
         for case in sorted(set(table.index) - set(part.index)):
-            why = dropped.set_index("case_id")["reason"].get(case, f"no row in {parquet}")
+            why = reasons.get(case, f"no row in {parquet}")
             frames.append(pd.DataFrame([{"case_id": case, "stage": "processing", "reason": why}]))
         table = table.join(part, how="inner")
     excl = pd.concat(frames, ignore_index=True).drop_duplicates("case_id")
