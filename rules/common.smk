@@ -63,6 +63,7 @@ ENDPOINTS = sorted(config["endpoints"])
 MODELS = {ep: sorted(config["models"].get(ep, {})) for ep in ENDPOINTS}
 ROW = CASES.set_index("case_id")
 TRAIN_IDS = sorted(ROW.index[ROW["split"] == "train"])
+TRAIN_SET = frozenset(TRAIN_IDS)
 ORGAN_COL = config["cohort"].get("organ_mask_column") or None
 SEG_READERS = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
     config["segmentation"]["method"]
@@ -189,12 +190,23 @@ def case_files_param(wildcards):
 
 
 def reader_files_param(wildcards):
-    """[case, reader, files of every sequence] per case x reader of one center."""
+    """[case, reader, files of every sequence] per training case x reader of one center
+    (the ICC is computed on training cases only)."""
     return [
         [case, r, [f"{case_dir(case, s)}/features_{r}.parquet" for s in SEQS]]
         for case in center_cases(wildcards.center)
+        if case in TRAIN_SET
         for r in READERS
     ]
+
+
+def extraction_readers(wildcards):
+    """Masks whose features a case needs: the model reader's, and for a training case
+    every reader's (they feed the ICC, computed on training cases only). The other
+    outputs of rule extract_radiomics are markers saying so."""
+    if wildcards.case in TRAIN_SET:
+        return sorted(set(READERS) | {MODEL_READER})
+    return [MODEL_READER]
 
 
 def reader_table_inputs(wildcards):

@@ -4,7 +4,11 @@ Inputs:  results/cases/{case}/{seq}/image.nii.gz, mask_{reader}.nii.gz
 Outputs: results/cases/{case}/{seq}/features_{reader}.parquet  pyradiomics, one row
 One job per case x sequence extracts every reader's mask: the outputs stay per
 reader (a bad mask excludes only that reader), but the interpreter start-up and
-extractor set-up (most of a small job's time) are paid once.
+extractor set-up are paid once, and each image filter (wavelet, LoG, ...) is
+applied once for all the readers' masks (radstudy.features.compute_features).
+Only the masks the analysis uses are extracted: the model reader's for every case,
+every reader's for training cases (the ICC is computed on training cases only);
+the other readers' files of a test or external case are markers saying so.
 Groups (for cluster bundling): prepare_image and segment_slic_fcm form "prepare";
 normalize_image and extract_radiomics form "case" (normalisation may wait for the
 cohort-level Nyul fit, so the two halves cannot share one group). extract_deep
@@ -43,6 +47,7 @@ rule extract_radiomics:
     params:
         cfg=config["features"],
         readers=FEATURE_READERS,
+        needed=extraction_readers,
     script:
         "../scripts/extract_radiomics.py"
 

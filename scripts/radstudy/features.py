@@ -21,7 +21,7 @@ from radstudy.errors import CaseError, ConfigError
 
 log = logging.getLogger(__name__)
 PARAMS_DIR = Path(__file__).parent / "params"
-DEFAULTS = {"params": "mri_fast.yaml", "settings": {}, "mode": "3d"}
+DEFAULTS = {"params": "mri_full.yaml", "settings": {}, "mode": "3d"}  # = config.schema.yaml
 
 
 def params_path(name: str | Path) -> Path:
@@ -102,38 +102,197 @@ def feature_names(cfg: dict, image: sitk.Image, mask: sitk.Image) -> list[str]:
     return sorted(k for k in result if not k.startswith("diagnostics_"))
 
 
+# Filters whose output depends on the mask (pyradiomics computes LBP3D only at ROI
+# voxels); every other filter sees the image alone.
+MASK_DEPENDENT_FILTERS = frozenset({"LBP3D"})
+
+
+def _reader_mask(case: str, mask_path, image: sitk.Image, label: int, axis: int | None):
+    """A reader's mask as pyradiomics gets it: 2D mode keeps the largest slice."""
+    mask = sitk.ReadImage(str(mask_path))
+    if axis is not None:
+        m2 = sitk.GetImageFromArray(largest_slice_mask(sitk.GetArrayFromImage(mask), axis))
+        m2.CopyInformation(mask)
+        mask = m2
+    if not (sitk.GetArrayViewFromImage(mask) == label).any():
+        raise CaseError(case, mask_path, f"mask has no voxel with label {label}")
+    return mask
+
+
+def _pyradiomics_error(case: str, path, err: Exception) -> CaseError:
+    return CaseError(case, path, f"pyradiomics failed: {str(err).splitlines()[0][:200]}")
+
+
+def _image_depends_on_mask(settings: dict) -> bool:
+    """pyradiomics resampling and preCrop crop the image to each mask's bounding box."""
+    resample = settings.get("interpolator") is not None and (
+        settings.get("resampledPixelSpacing") is not None
+    )
+    return bool(resample or settings.get("preCrop"))
+
+
+def _execute_shared(ext, image: sitk.Image, masks: dict, errors: dict, case, paths) -> dict:
+    """``ext.execute`` for several masks on one image, each filter applied once.
+
+    pyradiomics has no multi-mask call: ``execute`` filters the whole image for
+    every mask, and with several readers (inter-/intra-observer ICC) the filters
+    (wavelet, LoG, ...) are most of the work on clinical volumes. This is the
+    body of ``RadiomicsFeatureExtractor.execute`` (pyradiomics 3.1, segment-based,
+    no diagnostics) with the loops turned: one filtered image at a time (memory
+    as in pyradiomics), features for every mask on it. Mask-dependent filters
+    (``MASK_DEPENDENT_FILTERS``) still run per mask. Values are identical to
+    ``execute`` (tested).
+    """
+    from radiomics import featureextractor, imageoperations
+
+    settings = ext.settings.copy()
+    if featureextractor.geometryTolerance != settings.get("geometryTolerance"):
+        ext._setTolerance()
+    state, base = {}, None
+    for reader, mask in masks.items():
+        try:
+            img, msk = ext.loadImage(image, mask, None, **settings)
+            bbox, corrected = imageoperations.checkMask(img, msk, **settings)
+            msk = corrected if corrected is not None else msk
+            reseg = None
+            if settings.get("resegmentRange") is not None:
+                reseg = imageoperations.resegmentMask(img, msk, **settings)
+                bbox, _ = imageoperations.checkMask(img, reseg, **settings)
+            shape_mask = reseg if settings.get("resegmentShape") and reseg is not None else msk
+            vector = dict(ext.computeShape(img, shape_mask, bbox, **settings))
+            state[reader] = (reseg if reseg is not None else msk, bbox, vector)
+            base = img if base is None else base
+        except (ValueError, RuntimeError) as err:
+            errors[reader] = _pyradiomics_error(case, paths[reader], err)
+
+    def add(reader, filtered, name, kwargs):
+        msk, bbox, vector = state[reader]
+        try:
+            cropped, cmask = imageoperations.cropToTumorMask(filtered, msk, bbox, padDistance=0)
+            vector.update(ext.computeFeatures(cropped, cmask, name, **kwargs))
+        except (ValueError, RuntimeError) as err:
+            errors[reader] = _pyradiomics_error(case, paths[reader], err)
+            del state[reader]
+
+    for image_type, custom in ext.enabledImagetypes.items():
+        if not state:
+            break
+        args = {**settings, **custom}
+        make = getattr(imageoperations, f"get{image_type}Image")
+        if image_type in MASK_DEPENDENT_FILTERS:
+            for reader in list(state):
+                for filtered, name, kwargs in make(base, state[reader][0], **args):
+                    if reader in state:
+                        add(reader, filtered, name, kwargs)
+        else:
+            first = next(iter(state.values()))[0]
+            for filtered, name, kwargs in make(base, first, **args):
+                for reader in list(state):
+                    add(reader, filtered, name, kwargs)
+    return {reader: vector for reader, (_, _, vector) in state.items()}
+
+
+def compute_features(case: str, seq: str, image_path, mask_paths: dict, cfg: dict):
+    """pyradiomics features of one image for several masks (readers).
+
+    Returns ``(rows, errors)``: one-row ``{seq}__{feature}`` tables (diagnostics
+    dropped, columns sorted, float64) per reader that worked, and a
+    :class:`CaseError` per reader that did not (a bad mask excludes only that
+    reader). Filters are computed once for all masks (:func:`_execute_shared`)
+    unless pyradiomics' own resampling or preCrop make the image mask-dependent.
+    """
+    cfg = {**DEFAULTS, **(cfg or {})}
+    params = load_params(cfg)
+    image = sitk.ReadImage(str(image_path))
+    axis = None
+    if cfg["mode"] == "2d":
+        axis = axial_axis(image)
+        if params["setting"].get("force2D"):
+            params["setting"]["force2Ddimension"] = axis
+    label = int(params["setting"].get("label", 1))
+    ext = extractor_from(params)
+    masks, errors = {}, {}
+    for reader, path in sorted(mask_paths.items()):
+        try:
+            masks[reader] = _reader_mask(case, path, image, label, axis)
+        except CaseError as err:
+            errors[reader] = err
+    # pyradiomics has no random step: same inputs, same values
+    if _image_depends_on_mask(ext.settings):
+        results = {}
+        for reader, mask in masks.items():
+            try:
+                results[reader] = ext.execute(image, mask)
+            except (ValueError, RuntimeError) as err:
+                errors[reader] = _pyradiomics_error(case, mask_paths[reader], err)
+    else:
+        results = _execute_shared(ext, image, masks, errors, case, mask_paths)
+    rows = {}
+    for reader, result in results.items():
+        values = {
+            f"{seq}__{k}": float(np.asarray(v, dtype=float))
+            for k, v in result.items()
+            if not k.startswith("diagnostics_")
+        }
+        row = pd.DataFrame([values], index=pd.Index([case], name="case_id"))
+        rows[reader] = row[sorted(row.columns)].astype("float64")
+    return rows, errors
+
+
+def write_row(row: pd.DataFrame, out_parquet) -> None:
+    Path(out_parquet).parent.mkdir(parents=True, exist_ok=True)
+    row.to_parquet(out_parquet)
+
+
 def extract_case(
     case: str, seq: str, reader: str, image_path, mask_path, out_parquet, cfg: dict
 ) -> pd.DataFrame:
     """One-row table ``{seq}__{feature}`` (diagnostics dropped), written as parquet."""
-    cfg = {**DEFAULTS, **(cfg or {})}
-    params = load_params(cfg)
-    image = sitk.ReadImage(str(image_path))
-    mask = sitk.ReadImage(str(mask_path))
-    if cfg["mode"] == "2d":
-        axis = axial_axis(image)
-        m2 = sitk.GetImageFromArray(largest_slice_mask(sitk.GetArrayFromImage(mask), axis))
-        m2.CopyInformation(mask)
-        mask = m2
-        if params["setting"].get("force2D"):
-            params["setting"]["force2Ddimension"] = axis
-    label = int(params["setting"].get("label", 1))
-    if not (sitk.GetArrayViewFromImage(mask) == label).any():
-        raise CaseError(case, mask_path, f"mask has no voxel with label {label}")
-    ext = extractor_from(params)
-    try:  # pyradiomics has no random step: same inputs, same values
-        result = ext.execute(image, mask)
-    except (ValueError, RuntimeError) as err:
-        raise CaseError(
-            case, mask_path, f"pyradiomics failed: {str(err).splitlines()[0][:200]}"
-        ) from err
-    values = {
-        f"{seq}__{k}": float(np.asarray(v, dtype=float))
-        for k, v in result.items()
-        if not k.startswith("diagnostics_")
+    rows, errors = compute_features(case, seq, image_path, {reader: mask_path}, cfg)
+    if reader in errors:
+        raise errors[reader]
+    write_row(rows[reader], out_parquet)
+    return rows[reader]
+
+
+def extract_readers(
+    case: str, seq: str, image_path, masks: dict, outputs: dict, cfg: dict, needed=None
+):
+    """Every reader's features of one case x sequence, one parquet (or marker) each.
+
+    An exclusion marker among the inputs is passed on (the image's to every
+    reader, a mask's to its reader); a reader whose mask fails gets a marker with
+    its one-line reason and the other readers go on. Readers not in ``needed``
+    (default: all) are not extracted; their outputs are markers saying so.
+    Returns reader -> reason (None when the features were written).
+    """
+    from radstudy.casestep import marker_reason, write_marker
+
+    needed = set(masks if needed is None else needed)
+    reasons = {
+        r: (
+            marker_reason(image_path) or marker_reason(masks[r])
+            if r in needed
+            else f"case {case}: {masks[r]}: features of reader {r} not extracted "
+            "(other readers than the model reader are used for training cases only)"
+        )
+        for r in masks
     }
-    row = pd.DataFrame([values], index=pd.Index([case], name="case_id"))
-    row = row[sorted(row.columns)].astype("float64")
-    Path(out_parquet).parent.mkdir(parents=True, exist_ok=True)
-    row.to_parquet(out_parquet)
-    return row
+    todo = {r: p for r, p in masks.items() if reasons[r] is None}
+    if todo:
+        try:
+            rows, errors = compute_features(case, seq, image_path, todo, cfg)
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - one bad case must not stop the run
+            log.exception("case %s failed", case)
+            rows, errors = {}, {r: f"case {case}: {type(err).__name__}: {err}" for r in todo}
+        for reader, row in rows.items():
+            write_row(row, outputs[reader])
+        reasons.update({r: str(e) for r, e in errors.items()})
+    for reader, reason in sorted(reasons.items()):
+        if reason is not None:
+            if reader in needed:
+                log.warning("excluded: %s (reader %s)", reason, reader)
+            write_marker(outputs[reader], reason)
+    return reasons

@@ -161,10 +161,10 @@ class ComBat(BaseEstimator, TransformerMixin):
     def _candidate_cols(self, X: pd.DataFrame) -> list[str]:
         skip = {self.batch_col, *self.covariate_cols}
         prefixes = tuple(self.feature_prefixes) if self.feature_prefixes is not None else None
-        cols = []
+        cols, dtypes = [], X.dtypes
         for c in X.columns:
             name = str(c)
-            if c in skip or not pd.api.types.is_numeric_dtype(X[c]):
+            if c in skip or not pd.api.types.is_numeric_dtype(dtypes[c]):
                 continue
             if prefixes is None and name.startswith(CLINICAL):
                 continue
@@ -190,8 +190,12 @@ class ComBat(BaseEstimator, TransformerMixin):
         cand = self._candidate_cols(X)
         self.skipped_features_ = self._skipped(X[cand], batch)
         self.features_ = [c for c in cand if c not in self.skipped_features_]
-        for c in self.skipped_features_:
-            log.warning("ComBat: %s not harmonised (%s)", c, self.skipped_features_[c])
+        by_reason: dict[str, list[str]] = {}
+        for c, why in self.skipped_features_.items():
+            by_reason.setdefault(why, []).append(c)
+        for why, cols in sorted(by_reason.items()):  # one line per reason, not per feature
+            shown = ", ".join(cols[:5]) + (f", ... ({len(cols) - 5} more)" if len(cols) > 5 else "")
+            log.warning("ComBat: %d features not harmonised (%s): %s", len(cols), why, shown)
         self.identity_ = not self.features_
         self.is_fitted_ = True
         self.mean_only_ = bool(self.mean_only)
@@ -283,15 +287,13 @@ class ComBat(BaseEstimator, TransformerMixin):
 
     def _skipped(self, F: pd.DataFrame, batch: np.ndarray) -> dict[str, str]:
         """Features sva leaves unadjusted: constant (or all missing) within a batch."""
-        skipped = {}
         grouped = F.groupby(batch)
-        var, count = grouped.var(), grouped.count()
-        for c in F.columns:
-            if (count[c] == 0).any():
-                skipped[c] = "no values in a center"
-            elif ((var[c].fillna(0) == 0) & (count[c] > 1)).any():
-                skipped[c] = "constant within a center"
-        return skipped
+        var, count = grouped.var().to_numpy(), grouped.count().to_numpy()
+        empty = (count == 0).any(axis=0)
+        constant = ((np.nan_to_num(var, nan=0.0) == 0) & (count > 1)).any(axis=0) & ~empty
+        skipped = {c: "no values in a center" for c in F.columns[empty]}
+        skipped.update({c: "constant within a center" for c in F.columns[constant]})
+        return {c: skipped[c] for c in F.columns if c in skipped}
 
     def _fit_with_reference(self, data, batch, cont) -> dict:
         """ComBat with a reference batch (sva's ``ref.batch``) from neuroCombat's own steps.
@@ -396,8 +398,10 @@ class ComBat(BaseEstimator, TransformerMixin):
         for b, (g, d) in self.batch_params(X).items():
             rows = batch == b
             adj[rows] = (S[rows] - g[None, :]) / np.sqrt(d)[None, :]
-        out[self.features_] = adj * np.sqrt(self.var_pooled_)[None, :] + mean
-        return out
+        new = pd.DataFrame(
+            adj * np.sqrt(self.var_pooled_)[None, :] + mean, index=out.index, columns=self.features_
+        )  # one block, not thousands of column assignments
+        return pd.concat([out.drop(columns=self.features_), new], axis=1)[list(out.columns)]
 
     # ------------------------------------------------------------------ persist
     def summary(self) -> dict:

@@ -236,12 +236,13 @@ class ICCFilter(BaseEstimator, TransformerMixin):
         self.columns_ = [
             c for c in X.columns if self.keep is None or column_group(c) != "radiomics" or c in keep
         ]
-        self.selected_ = [c for c in radiomics if c in self.columns_]
-        self.dropped_ = [c for c in X.columns if c not in self.columns_]
+        kept = set(self.columns_)
+        self.selected_ = [c for c in radiomics if c in kept]
+        self.dropped_ = [c for c in X.columns if c not in kept]
         self.reasons_ = pd.Series(
             {
                 c: ("ICC filter off" if self.keep is None else "reproducible (ICC)")
-                if c in self.columns_
+                if c in kept
                 else "ICC below threshold"
                 for c in radiomics
             },

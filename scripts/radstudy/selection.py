@@ -64,10 +64,11 @@ class _Selector(BaseEstimator, TransformerMixin):
     include_clinical = False
 
     def _candidates(self, X: pd.DataFrame) -> list[str]:
+        dtypes = X.dtypes  # one lookup, not a column Series per feature
         return [
             c
             for c in X.columns
-            if _is_candidate(c, self.include_clinical) and pd.api.types.is_numeric_dtype(X[c])
+            if _is_candidate(c, self.include_clinical) and pd.api.types.is_numeric_dtype(dtypes[c])
         ]
 
     def _finish(
@@ -79,9 +80,9 @@ class _Selector(BaseEstimator, TransformerMixin):
     ):
         """Record the decision: ``reasons`` for dropped features, ``kept`` for kept ones."""
         cand = self._candidates(X)
-        keep_set = set(keep)
+        keep_set, cand_set = set(keep), set(cand)
         self.selected_ = [c for c in X.columns if c in keep_set]
-        self.columns_ = [c for c in X.columns if c not in set(cand) or c in keep_set]
+        self.columns_ = [c for c in X.columns if c not in cand_set or c in keep_set]
         kept = kept or {}
         why = {c: kept.get(c, "kept") if c in keep_set else reasons.get(c, "dropped") for c in cand}
         self.reasons_ = pd.Series(why, dtype=object).sort_index()
@@ -176,6 +177,21 @@ class UnivariateSelector(_Selector):
         return self._finish(X, keep, reasons, reasons)
 
 
+def column_auc(F: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC AUC of every column of ``F`` against binary ``y`` at once.
+
+    The Mann-Whitney form, AUC = (R1 - n1 (n1 + 1) / 2) / (n1 n0) with R1 the sum of the
+    positives' mid-ranks: the same value as sklearn's ``roc_auc_score`` (ties count
+    1/2), which takes one call per feature (most of a selection's time on thousands).
+    """
+    from scipy.stats import rankdata
+
+    pos = np.asarray(y) == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    ranks = rankdata(F, axis=0)
+    return (ranks[pos].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
 class CorrelationPruner(_Selector):
     """Of each pair with |rho| above ``threshold``, drop the less relevant feature.
 
@@ -193,15 +209,14 @@ class CorrelationPruner(_Selector):
         self.include_clinical = include_clinical
 
     def fit(self, X, y=None):
-        from sklearn.metrics import roc_auc_score
-
         X, y = _sorted(X, y)
         cand = self._candidates(X)
         if not cand:
             return self._finish(X, [], {})
         if y is not None and len(np.unique(_binary_y(y))) == 2:
-            yb = _binary_y(y)
-            rel = {c: abs(roc_auc_score(yb, X[c].fillna(X[c].median())) - 0.5) for c in cand}
+            F = X[cand]
+            auc = column_auc(F.fillna(F.median()).to_numpy(float), _binary_y(y))
+            rel = dict(zip(cand, np.abs(auc - 0.5).tolist(), strict=True))
         else:
             rel = X[cand].var().to_dict()
         self.scores_ = pd.Series(rel)
@@ -512,6 +527,25 @@ class ForwardSelector(_Selector):
         return self._finish(X, keep, reasons, kept)
 
 
+def column_concordance(time: np.ndarray, event: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Harrell's C-index of every column of ``P`` (predicted survival: higher = longer).
+
+    Same pairs and ties as lifelines' ``concordance_index`` (tested equal): (i, j) is
+    comparable when i has the event and t_i < t_j, or t_i == t_j and j is censored;
+    tied predictions count 1/2. One vectorised pass over all pairs instead of one
+    lifelines call per feature.
+    """
+    t, e = np.asarray(time, float), np.asarray(event).astype(bool)
+    comparable = ((t[:, None] < t[None, :]) | ((t[:, None] == t[None, :]) & ~e[None, :])) & e[
+        :, None
+    ]
+    i, j = np.nonzero(comparable)
+    if not len(i):
+        return np.full(P.shape[1], 0.5)
+    D = P[i] - P[j]
+    return ((D < 0).sum(axis=0) + 0.5 * (D == 0).sum(axis=0)) / len(i)
+
+
 class ConcordanceSelector(_Selector):
     """Survival: keep the k features whose univariate C-index is farthest from 0.5."""
 
@@ -520,12 +554,11 @@ class ConcordanceSelector(_Selector):
         self.include_clinical = include_clinical
 
     def fit(self, X, y):
-        from lifelines.utils import concordance_index
-
         X, y = _sorted(X, y)
         cand = self._candidates(X)
         t, e = y["time"].to_numpy(float), y["event"].to_numpy(int)
-        score = {c: abs(concordance_index(t, -X[c].to_numpy(float), e) - 0.5) for c in cand}
+        c_index = column_concordance(t, e, -X[cand].to_numpy(float))
+        score = dict(zip(cand, np.abs(c_index - 0.5).tolist(), strict=True))
         self.scores_ = pd.Series(score)
         keep = sorted(cand, key=lambda c: (-score[c], c))[: self.k]
         reasons = {

@@ -178,6 +178,8 @@ def micro_config() -> dict:
     cfg["cohort"]["readers"] = ["R1", "R2"]
     cfg["cohort"]["repeats"] = {}
     cfg["evaluation"]["cv"] = {"n_splits": 3, "n_repeats": 1}
+    # mechanics only: original-image features (demo_run runs the default full filter set)
+    cfg["features"]["params"] = "mri_fast.yaml"
     # mechanics only (SLURM, resume, incremental, determinism): the cheapest statistics
     cfg["evaluation"].update({"bootstrap": 100, "loco": False, "shuffled_null": False})
     cfg["models"]["recurrence"].pop("clinical_radiomics_lr", None)

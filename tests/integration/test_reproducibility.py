@@ -151,22 +151,110 @@ def test_resume_after_kill_gives_same_bytes(tmp_path, micro_cohort, micro_run):
     assert differing(wd, micro_run) == []
 
 
-def test_bad_case_is_excluded_and_others_finish(tmp_path, micro_cohort):
+def _break(wd: Path, rel: str, how) -> None:
+    """Rewrite one cohort file (image or mask) through ``how(image) -> image``."""
+    import SimpleITK as sitk
+
+    path = wd / "data" / rel
+    sitk.WriteImage(how(sitk.ReadImage(str(path))), str(path))
+
+
+def _from_array(arr, like):
+    import SimpleITK as sitk
+
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(like)
+    return out
+
+
+def _nan_voxels(img):
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayFromImage(sitk.Cast(img, sitk.sitkFloat32))
+    arr[2, 3, 4] = float("nan")
+    return _from_array(arr, img)
+
+
+def _other_spacing(mask):
+    out = mask[:, :, :]
+    out.SetSpacing([s * 1.5 for s in mask.GetSpacing()])
+    return out
+
+
+def _labels_2_and_5(mask):
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayFromImage(mask).astype("uint8")
+    arr[arr > 0] = 2
+    arr[: arr.shape[0] // 2][arr[: arr.shape[0] // 2] > 0] = 5
+    return _from_array(arr, mask)
+
+
+def _one_slice(img):
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayFromImage(img)
+    out = sitk.GetImageFromArray(arr[arr.shape[0] // 2])
+    out.SetSpacing(img.GetSpacing()[:2])
+    return out
+
+
+# case -> (sheet column, how the file is broken, words of the one-line reason)
+BAD_INPUTS = {
+    "A002": ("image_T2", None, ["cannot read image", "broken.nii.gz"]),
+    "A003": ("image_T2", _nan_voxels, ["NaN/inf voxels"]),
+    "A004": ("image_T2", _one_slice, ["image is 2D, expected a 3D volume"]),
+    "B003": ("mask_R1", lambda m: m * 0, ["mask is empty"]),
+    "B004": ("mask_R1", _other_spacing, ["mask spacing", "differs from image spacing"]),
+    "B005": ("mask_R1", _labels_2_and_5, ["mask has labels [2, 5] but not 1", "mask_label"]),
+    "C002": ("mask_R1", None, ["mask lies outside the imaged region"]),
+}
+
+
+def _roi_on_padding(wd: Path, sheet: pd.DataFrame, case: str) -> None:
+    """C002: the image has zero padding in one corner and the mask lies only there."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    row = sheet.set_index("case_id").loc[case]
+    img = sitk.ReadImage(str(wd / "data" / row["image_T2"]))
+    arr = sitk.GetArrayFromImage(img)
+    arr[:4, :6, :6] = arr.min()
+    sitk.WriteImage(_from_array(arr, img), str(wd / "data" / row["image_T2"]))
+    mask = sitk.ReadImage(str(wd / "data" / row["mask_R1"]))
+    roi = np.zeros(sitk.GetArrayViewFromImage(mask).shape, np.uint8)
+    roi[1:3, 1:4, 1:4] = 1
+    sitk.WriteImage(_from_array(roi, mask), str(wd / "data" / row["mask_R1"]))
+
+
+def test_every_bad_input_is_excluded_in_one_line_and_others_finish(tmp_path, micro_cohort):
+    """The preflight QC's bad inputs, through the real DAG: each case is excluded with its
+    one-line reason (case, file, problem) and every other case goes on to the report."""
     wd = make_workdir(tmp_path / "bad", micro_config(), micro_cohort)
     sheet = pd.read_csv(wd / "data/cases.tsv", sep="\t", dtype=str, keep_default_na=False)
     (wd / "data/broken.nii.gz").write_bytes(b"not an image")
     sheet.loc[sheet["case_id"] == "A002", "image_T2"] = "broken.nii.gz"
-    empty = sheet.loc[sheet["case_id"] == "B003", "mask_R1"].iloc[0]
-    import SimpleITK as sitk
-
-    m = sitk.ReadImage(str(wd / "data" / empty))
-    sitk.WriteImage(m * 0, str(wd / "data" / empty))
+    for case, (column, how, _) in BAD_INPUTS.items():
+        if how is not None:
+            _break(wd, sheet.set_index("case_id").loc[case, column], how)
+    _roi_on_padding(wd, sheet, "C002")
     sheet.to_csv(wd / "data/cases.tsv", sep="\t", index=False)
     run_snakemake(wd)
-    ex = pd.read_csv(wd / "results/cohort/excluded.tsv", sep="\t").set_index("case_id")
-    assert "cannot read image" in ex.loc["A002", "reason"]
-    assert "broken.nii.gz" in ex.loc["A002", "reason"]
-    assert "mask is empty" in ex.loc["B003", "reason"]
-    raw = pd.read_parquet(wd / "results/features/raw/A.parquet")
-    assert "A002" not in raw.index and len(raw) >= 8
-    assert (wd / "results/report/report.html").is_file()
+    ex = pd.read_csv(wd / "results/cohort/excluded.tsv", sep="\t", dtype=str)
+    ex = ex.set_index("case_id")
+    assert sorted(ex.index) == sorted(BAD_INPUTS), ex
+    rows = sheet.set_index("case_id")
+    for case, (column, _, words) in BAD_INPUTS.items():
+        reason = ex.loc[case, "reason"]
+        assert "\n" not in reason and reason.startswith(f"case {case}: "), reason
+        assert Path(rows.loc[case, column]).name in reason, reason  # names the file
+        for w in words:
+            assert w in reason, (case, reason)
+    good = sorted(set(sheet["case_id"]) - set(BAD_INPUTS))
+    tables = [pd.read_parquet(wd / f"results/features/raw/{c}.parquet") for c in "ABC"]
+    assert sorted(i for t in tables for i in t.index) == good
+    report = (wd / "results/report/report.html").read_text()
+    for case in BAD_INPUTS:
+        assert case in report
+    for endpoint, model in (("recurrence", "radiomics_lr"), ("efs", "radiomics_cox")):
+        assert (wd / f"results/evaluation/{endpoint}/{model}/metrics.tsv").is_file()

@@ -468,7 +468,8 @@ def test_extract_case_writes_sorted_float64_row(tmp_path):
 
 def test_extract_case_settings_override_and_params_path(tmp_path):
     ip, mp, _, roi = synthetic_case(tmp_path)
-    base = features.extract_case("C1", "T1", "r", ip, mp, tmp_path / "a.parquet", {})
+    fast = {"params": "mri_fast.yaml"}
+    base = features.extract_case("C1", "T1", "r", ip, mp, tmp_path / "a.parquet", fast)
     coarse = features.extract_case(
         "C1",
         "T1",
@@ -733,3 +734,108 @@ def test_sts_mri_prepare_normalize_extract(tmp_path, case, spacing):
     m = sitk.ReadImage(str(src / "MR_T1_mask.nii.gz"))
     native = sitk.GetArrayViewFromImage(m).sum() * np.prod(m.GetSpacing())
     assert voxel_volume == pytest.approx(native, rel=0.05)
+
+
+# ============================================================ (e) several readers, one pass
+
+
+def reader_masks(tmp_path, image, mask):
+    """Three readers: the mask, one eroded, one dilated (as sitk files)."""
+    paths = {}
+    for name, m in {
+        "R1": mask,
+        "R2": sitk.BinaryErode(mask, [1, 1, 1]),
+        "R3": sitk.BinaryDilate(mask, [1, 1, 1]),
+    }.items():
+        paths[name] = tmp_path / f"m_{name}.nii.gz"
+        sitk.WriteImage(sitk.Cast(m, sitk.sitkUInt8), str(paths[name]))
+    ip = tmp_path / "i.nii.gz"
+    sitk.WriteImage(image, str(ip))
+    return ip, paths
+
+
+SHARED_PARAMS = {  # a filter of each kind: image-only (wavelet, LoG, square) and mask-dependent (LBP3D)
+    "imageType": {
+        "Original": {},
+        "Wavelet": {},
+        "LoG": {"sigma": [1.0, 2.0]},
+        "Square": {},
+        "LBP3D": {},
+    },
+    "featureClass": {"shape": None, "firstorder": None, "glcm": None, "glszm": None},
+    "setting": {"binWidth": 25, "label": 1, "correctMask": True, "voxelArrayShift": 300},
+}
+
+
+@pytest.mark.parametrize("extra", [{}, {"preCrop": True}, {"resegmentRange": [-100, 300]}])
+def test_readers_in_one_pass_equal_pyradiomics_execute(tmp_path, extra):
+    """Filters computed once for all readers give pyradiomics' own values, bit for bit."""
+    image, mask = small_volume(seed=5)
+    ip, paths = reader_masks(tmp_path, image, mask)
+    params = {**SHARED_PARAMS, "setting": {**SHARED_PARAMS["setting"], **extra}}
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(yaml.safe_dump(params))
+    rows, errors = features.compute_features("C", "T2", ip, paths, {"params": str(pfile)})
+    assert errors == {} and sorted(rows) == ["R1", "R2", "R3"]
+    ext = features.extractor_from(features.load_params({"params": str(pfile)}))
+    for reader, path in paths.items():
+        ref = ext.execute(sitk.ReadImage(str(ip)), sitk.ReadImage(str(path)))
+        ref = {
+            f"T2__{k}": float(np.real(v))
+            for k, v in ref.items()
+            if not k.startswith("diagnostics_")
+        }
+        got = rows[reader].iloc[0].to_dict()
+        assert sorted(got) == sorted(ref)
+        assert got == ref, reader  # exact: same operations in the same order
+    # the readers differ (eroded / dilated masks): nothing was shared that should not be
+    assert (
+        rows["R2"].iloc[0]["T2__original_shape_VoxelVolume"]
+        < rows["R1"].iloc[0]["T2__original_shape_VoxelVolume"]
+        < rows["R3"].iloc[0]["T2__original_shape_VoxelVolume"]
+    )
+    assert (
+        rows["R1"].iloc[0]["T2__lbp-3D-k_firstorder_Mean"]
+        != rows["R3"].iloc[0]["T2__lbp-3D-k_firstorder_Mean"]
+    )
+
+
+def test_extract_readers_bad_reader_is_excluded_alone(tmp_path):
+    image, mask = small_volume(seed=6)
+    ip, paths = reader_masks(tmp_path, image, mask)
+    empty = tmp_path / "m_empty.nii.gz"
+    sitk.WriteImage(sitk.Cast(mask * 0, sitk.sitkUInt8), str(empty))
+    marked = tmp_path / "m_marked.nii.gz"
+    marked.write_bytes(b"EXCLUDED\tcase C: masks/C_R5.nii.gz: mask is empty\n")
+    masks = {**paths, "R4": empty, "R5": marked}
+    outs = {r: tmp_path / "out" / f"features_{r}.parquet" for r in masks}
+    reasons = features.extract_readers("C", "T2", ip, masks, outs, {"params": "mri_fast.yaml"})
+    assert reasons["R4"] == f"case C: {empty}: mask has no voxel with label 1"
+    assert reasons["R5"] == "case C: masks/C_R5.nii.gz: mask is empty"
+    assert marker_reason(outs["R4"]) == reasons["R4"]
+    assert marker_reason(outs["R5"]) == reasons["R5"]
+    for r in ("R1", "R2", "R3"):
+        assert reasons[r] is None and marker_reason(outs[r]) is None
+        single = features.extract_case(
+            "C", "T2", r, ip, paths[r], tmp_path / f"{r}.parquet", {"params": "mri_fast.yaml"}
+        )
+        pd.testing.assert_frame_equal(pd.read_parquet(outs[r]), single)
+    # a marker in place of the image excludes every reader with its reason
+    bad = tmp_path / "image_marker.nii.gz"
+    bad.write_bytes(b"EXCLUDED\tcase C: images/C_T2.nii.gz: image has NaN voxels\n")
+    reasons = features.extract_readers("C", "T2", bad, paths, outs, {})
+    assert set(reasons.values()) == {"case C: images/C_T2.nii.gz: image has NaN voxels"}
+    assert all(marker_reason(outs[r]) for r in paths)
+
+
+def test_extract_readers_only_the_needed_readers(tmp_path):
+    image, mask = small_volume(seed=7)
+    ip, paths = reader_masks(tmp_path, image, mask)
+    outs = {r: tmp_path / f"features_{r}.parquet" for r in paths}
+    reasons = features.extract_readers(
+        "X9", "T2", ip, paths, outs, {"params": "mri_fast.yaml"}, needed=["R1"]
+    )
+    assert reasons["R1"] is None and marker_reason(outs["R1"]) is None
+    for r in ("R2", "R3"):
+        assert marker_reason(outs[r]) == reasons[r]
+        assert reasons[r].startswith(f"case X9: {paths[r]}: features of reader {r} not extracted")
