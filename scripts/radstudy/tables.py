@@ -40,6 +40,19 @@ def feature_groups(columns: Iterable[str]) -> dict[str, list[str]]:
     return groups
 
 
+def read_feature_row(path: str | Path) -> pd.DataFrame:
+    """A per-case feature file (long: case_id, feature, value) as one wide row
+    indexed by case_id, columns in file order (sorted when written), float64."""
+    long = pd.read_parquet(path)
+    cases = long["case_id"].unique()
+    if len(cases) != 1:
+        raise ValueError(f"{path}: expected the features of one case, found {len(cases)}")
+    values = long["value"].to_numpy(float)[None, :]
+    return pd.DataFrame(
+        values, index=pd.Index([str(cases[0])], name="case_id"), columns=list(long["feature"])
+    )
+
+
 def read_case_features(
     paths: Mapping[str, Iterable[str | Path]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -56,8 +69,7 @@ def read_case_features(
         if reasons:
             excluded.append({"case_id": case, "stage": "processing", "reason": reasons[0]})
             continue
-        parts = [pd.read_parquet(f) for f in files]
-        row = pd.concat(parts, axis=1)
+        row = pd.concat([read_feature_row(f) for f in files], axis=1)
         row.index = pd.Index([case], name="case_id")
         rows.append(row)
     table = pd.concat(rows, axis=0) if rows else pd.DataFrame(index=pd.Index([], name="case_id"))
@@ -203,7 +215,7 @@ def assemble_readers(
         files = list(reader_files[(case, reader)])
         if any(marker_reason(f) is not None for f in files):
             continue
-        row = pd.concat([pd.read_parquet(f) for f in files], axis=1)
+        row = pd.concat([read_feature_row(f) for f in files], axis=1)
         row.index = pd.Index([case], name="case_id")
         row.insert(0, "reader", reader)
         frames.append(row)

@@ -31,6 +31,7 @@ from radstudy import features
 from radstudy import preprocess as pp
 from radstudy.casestep import marker_reason
 from radstudy.errors import CaseError, ConfigError
+from radstudy.tables import read_feature_row
 
 logging.getLogger("radiomics").setLevel(logging.ERROR)
 
@@ -451,8 +452,10 @@ def test_extract_case_writes_sorted_float64_row(tmp_path):
     ip, mp, _, _ = synthetic_case(tmp_path)
     out = tmp_path / "feat" / "C1.parquet"
     row = features.extract_case("C1", "T1", "r1", ip, mp, out, {"params": "mri_fast.yaml"})
-    back = pd.read_parquet(out)
+    back = read_feature_row(out)
     pd.testing.assert_frame_equal(back, row)
+    long = pd.read_parquet(out)  # on disk: tidy long table, one row per feature
+    assert list(long.columns) == ["case_id", "feature", "value"] and len(long) == row.shape[1]
     assert back.shape[0] == 1 and list(back.index) == ["C1"] and back.index.name == "case_id"
     cols = list(back.columns)
     assert cols == sorted(cols)
@@ -819,7 +822,7 @@ def test_extract_readers_bad_reader_is_excluded_alone(tmp_path):
         single = features.extract_case(
             "C", "T2", r, ip, paths[r], tmp_path / f"{r}.parquet", {"params": "mri_fast.yaml"}
         )
-        pd.testing.assert_frame_equal(pd.read_parquet(outs[r]), single)
+        pd.testing.assert_frame_equal(read_feature_row(outs[r]), single)
     # a marker in place of the image excludes every reader with its reason
     bad = tmp_path / "image_marker.nii.gz"
     bad.write_bytes(b"EXCLUDED\tcase C: images/C_T2.nii.gz: image has NaN voxels\n")
