@@ -72,9 +72,32 @@ def largest_slice_mask(mask: np.ndarray, axis: int = 0) -> np.ndarray:
     return np.where(keep.reshape(shape), mask, 0).astype(mask.dtype)
 
 
+class _DropBenignGLCMNote(logging.Filter):
+    """pyradiomics warns once per image and mask that its (symmetrical) GLCM gives Sum
+    Average = 2 x Joint Average: expected, not a problem, 88 lines per 4-reader job."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "GLCM is symmetrical" not in record.getMessage()
+
+
+def _quiet_pyradiomics() -> None:
+    """pyradiomics sets its logger to INFO and prints WARNING+ to stderr when imported:
+    keep its warnings for the job log (root handler) and off the terminal."""
+    import radiomics
+
+    radiomics.setVerbosity(logging.ERROR)  # its own stderr handler: errors only
+    logger = logging.getLogger("radiomics")
+    logger.setLevel(logging.WARNING)
+    glcm = logging.getLogger("radiomics.glcm")
+    if not any(isinstance(f, _DropBenignGLCMNote) for f in glcm.filters):
+        glcm.addFilter(_DropBenignGLCMNote())
+
+
 def extractor_from(params: dict):
     """A pyradiomics extractor; a params dict that fails its schema is a ConfigError."""
     from radiomics import featureextractor  # pyradiomics
+
+    _quiet_pyradiomics()
 
     try:
         return featureextractor.RadiomicsFeatureExtractor(params)
@@ -181,14 +204,23 @@ def _execute_shared(ext, image: sitk.Image, masks: dict, errors: dict, case, pat
         make = getattr(imageoperations, f"get{image_type}Image")
         if image_type in MASK_DEPENDENT_FILTERS:
             for reader in list(state):
-                for filtered, name, kwargs in make(base, state[reader][0], **args):
-                    if reader in state:
-                        add(reader, filtered, name, kwargs)
-        else:
+                try:
+                    for filtered, name, kwargs in make(base, state[reader][0], **args):
+                        if reader in state:
+                            add(reader, filtered, name, kwargs)
+                except (ValueError, RuntimeError) as err:
+                    errors[reader] = _pyradiomics_error(case, paths[reader], err)
+                    state.pop(reader, None)
+            continue
+        try:
             first = next(iter(state.values()))[0]
             for filtered, name, kwargs in make(base, first, **args):
                 for reader in list(state):
                     add(reader, filtered, name, kwargs)
+        except (ValueError, RuntimeError) as err:  # the filter failed on the image itself
+            for reader in list(state):
+                errors[reader] = _pyradiomics_error(case, paths[reader], err)
+            state.clear()
     return {reader: vector for reader, (_, _, vector) in state.items()}
 
 
