@@ -17,7 +17,9 @@ import pandas as pd
 import SimpleITK as sitk
 import yaml
 
+from radstudy.casestep import marker_reason, run_case_step, write_marker
 from radstudy.errors import CaseError, ConfigError
+from radstudy.tables import write_feature_row
 
 log = logging.getLogger(__name__)
 PARAMS_DIR = Path(__file__).parent / "params"
@@ -130,7 +132,7 @@ def feature_names(cfg: dict, image: sitk.Image, mask: sitk.Image) -> list[str]:
 MASK_DEPENDENT_FILTERS = frozenset({"LBP3D"})
 
 
-def _reader_mask(case: str, mask_path, image: sitk.Image, label: int, axis: int | None):
+def _reader_mask(case: str, mask_path, label: int, axis: int | None):
     """A reader's mask as pyradiomics gets it: 2D mode keeps the largest slice."""
     mask = sitk.ReadImage(str(mask_path))
     if axis is not None:
@@ -246,7 +248,7 @@ def compute_features(case: str, seq: str, image_path, mask_paths: dict, cfg: dic
     masks, errors = {}, {}
     for reader, path in sorted(mask_paths.items()):
         try:
-            masks[reader] = _reader_mask(case, path, image, label, axis)
+            masks[reader] = _reader_mask(case, path, label, axis)
         except CaseError as err:
             errors[reader] = err
     # pyradiomics has no random step: same inputs, same values
@@ -271,26 +273,6 @@ def compute_features(case: str, seq: str, image_path, mask_paths: dict, cfg: dic
     return rows, errors
 
 
-def write_row(row: pd.DataFrame, out_parquet) -> None:
-    """One case's features as a tidy long table (case_id, feature, value).
-
-    Not as one row of thousands of columns: parquet keeps metadata per column, so a
-    2,060-column single-row file is 1.7 MB and takes ~0.1 s to read (the center
-    tables read hundreds); the long file is a few dozen kB. Read back with
-    :func:`radstudy.tables.read_feature_row`.
-    """
-    Path(out_parquet).parent.mkdir(parents=True, exist_ok=True)
-    (case,) = row.index
-    long = pd.DataFrame(
-        {
-            "case_id": pd.Series([str(case)] * row.shape[1], dtype=object),
-            "feature": pd.Series(list(row.columns), dtype=object),
-            "value": row.iloc[0].to_numpy(float),
-        }
-    )
-    long.to_parquet(out_parquet, index=False)
-
-
 def extract_case(
     case: str, seq: str, reader: str, image_path, mask_path, out_parquet, cfg: dict
 ) -> pd.DataFrame:
@@ -298,7 +280,7 @@ def extract_case(
     rows, errors = compute_features(case, seq, image_path, {reader: mask_path}, cfg)
     if reader in errors:
         raise errors[reader]
-    write_row(rows[reader], out_parquet)
+    write_feature_row(rows[reader], out_parquet)
     return rows[reader]
 
 
@@ -313,33 +295,31 @@ def extract_readers(
     (default: all) are not extracted; their outputs are markers saying so.
     Returns reader -> reason (None when the features were written).
     """
-    from radstudy.casestep import marker_reason, write_marker
-
     needed = set(masks if needed is None else needed)
-    reasons = {
-        r: (
-            marker_reason(image_path) or marker_reason(masks[r])
-            if r in needed
-            else f"case {case}: {masks[r]}: features of reader {r} not extracted "
-            "(other readers than the model reader are used for training cases only)"
+    for r in sorted(set(masks) - needed):
+        write_marker(
+            outputs[r],
+            f"case {case}: {masks[r]}: features of reader {r} not extracted "
+            "(other readers than the model reader are used for training cases only)",
         )
-        for r in masks
-    }
-    todo = {r: p for r, p in masks.items() if reasons[r] is None}
-    if todo:
-        try:
-            rows, errors = compute_features(case, seq, image_path, todo, cfg)
-        except ConfigError:
-            raise
-        except Exception as err:  # noqa: BLE001 - one bad case must not stop the run
-            log.exception("case %s failed", case)
-            rows, errors = {}, {r: f"case {case}: {type(err).__name__}: {err}" for r in todo}
+    image_marked = marker_reason(image_path) is not None
+    todo = {}
+    for r in sorted(needed):  # a mask's marker excludes its reader only
+        reason = None if image_marked else marker_reason(masks[r])
+        if reason is None:
+            todo[r] = masks[r]
+        else:
+            log.warning("excluded: %s (reader %s)", reason, r)
+            write_marker(outputs[r], reason)
+
+    def step():
+        rows, errors = compute_features(case, seq, image_path, todo, cfg)
         for reader, row in rows.items():
-            write_row(row, outputs[reader])
-        reasons.update({r: str(e) for r, e in errors.items()})
-    for reader, reason in sorted(reasons.items()):
-        if reason is not None:
-            if reader in needed:
-                log.warning("excluded: %s (reader %s)", reason, reader)
-            write_marker(outputs[reader], reason)
-    return reasons
+            write_feature_row(row, outputs[reader])
+        for reader, err in sorted(errors.items()):
+            log.warning("excluded: %s (reader %s)", err, reader)
+            write_marker(outputs[reader], str(err))
+
+    if todo:  # the image's marker, or a failure of the whole case, excludes every reader
+        run_case_step(case, [image_path], [outputs[r] for r in todo], step)
+    return {r: marker_reason(outputs[r]) for r in masks}

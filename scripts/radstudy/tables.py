@@ -40,6 +40,26 @@ def feature_groups(columns: Iterable[str]) -> dict[str, list[str]]:
     return groups
 
 
+def write_feature_row(row: pd.DataFrame, out_parquet: str | Path) -> None:
+    """One case's features (a one-row wide table) as a tidy long table
+    (case_id, feature, value); :func:`read_feature_row` reads it back.
+
+    Not as one row of thousands of columns: parquet keeps metadata per column, so a
+    2,060-column single-row file is 1.7 MB and takes ~0.1 s to read (the center
+    tables read hundreds); the long file is a few dozen kB.
+    """
+    Path(out_parquet).parent.mkdir(parents=True, exist_ok=True)
+    (case,) = row.index
+    long = pd.DataFrame(
+        {
+            "case_id": pd.Series([str(case)] * row.shape[1], dtype=object),
+            "feature": pd.Series(list(row.columns), dtype=object),
+            "value": row.iloc[0].to_numpy(float),
+        }
+    )
+    long.to_parquet(out_parquet, index=False)
+
+
 def read_feature_row(path: str | Path) -> pd.DataFrame:
     """A per-case feature file (long: case_id, feature, value) as one wide row
     indexed by case_id, columns in file order (sorted when written), float64."""

@@ -8,8 +8,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import SimpleITK as sitk
 
 from .conftest import REPO, SNAKEMAKE, make_workdir, micro_config, run_snakemake
 
@@ -153,23 +155,17 @@ def test_resume_after_kill_gives_same_bytes(tmp_path, micro_cohort, micro_run):
 
 def _break(wd: Path, rel: str, how) -> None:
     """Rewrite one cohort file (image or mask) through ``how(image) -> image``."""
-    import SimpleITK as sitk
-
     path = wd / "data" / rel
     sitk.WriteImage(how(sitk.ReadImage(str(path))), str(path))
 
 
 def _from_array(arr, like):
-    import SimpleITK as sitk
-
     out = sitk.GetImageFromArray(arr)
     out.CopyInformation(like)
     return out
 
 
 def _nan_voxels(img):
-    import SimpleITK as sitk
-
     arr = sitk.GetArrayFromImage(sitk.Cast(img, sitk.sitkFloat32))
     arr[2, 3, 4] = float("nan")
     return _from_array(arr, img)
@@ -182,8 +178,6 @@ def _other_spacing(mask):
 
 
 def _labels_2_and_5(mask):
-    import SimpleITK as sitk
-
     arr = sitk.GetArrayFromImage(mask).astype("uint8")
     arr[arr > 0] = 2
     arr[: arr.shape[0] // 2][arr[: arr.shape[0] // 2] > 0] = 5
@@ -191,8 +185,6 @@ def _labels_2_and_5(mask):
 
 
 def _one_slice(img):
-    import SimpleITK as sitk
-
     arr = sitk.GetArrayFromImage(img)
     out = sitk.GetImageFromArray(arr[arr.shape[0] // 2])
     out.SetSpacing(img.GetSpacing()[:2])
@@ -213,8 +205,6 @@ BAD_INPUTS = {
 
 def _roi_on_padding(wd: Path, sheet: pd.DataFrame, case: str) -> None:
     """C002: the image has zero padding in one corner and the mask lies only there."""
-    import numpy as np
-    import SimpleITK as sitk
 
     row = sheet.set_index("case_id").loc[case]
     img = sitk.ReadImage(str(wd / "data" / row["image_T2"]))

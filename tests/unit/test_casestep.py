@@ -4,8 +4,7 @@ import pandas as pd
 
 from radstudy.casestep import marker_reason, run_case_step, write_marker
 from radstudy.errors import CaseError
-from radstudy.features import write_row
-from radstudy.tables import assemble_center, collect_exclusions
+from radstudy.tables import assemble_center, collect_exclusions, write_feature_row
 
 
 def test_marker_round_trip_and_real_files_are_not_markers(tmp_path):
@@ -56,7 +55,7 @@ def test_assembly_keeps_good_cases_and_lists_excluded(tmp_path):
             write_marker(f, "case a2: a2.nii.gz: mask is empty")
         else:
             row = pd.DataFrame({"T2__original_firstorder_Mean": [float(len(case))]}, index=[case])
-            write_row(row, f)
+            write_feature_row(row, f)
         files[case] = [f]
     table = assemble_center(sheet, files, ["age"], tmp_path / "t.parquet", tmp_path / "ex.tsv")
     assert list(table.index) == ["a1", "a3"]
