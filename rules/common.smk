@@ -76,28 +76,55 @@ PREP_MASKS = READERS + (["organ"] if ORGAN_COL else [])
 
 
 wildcard_constraints:
-    case="|".join(sorted(ROW.index)),
+    case="[A-Za-z0-9][A-Za-z0-9_.-]*",  # the sheet schema's case_id pattern
     seq="|".join(SEQS),
     reader="|".join(READERS + SEG_READERS),
     center="|".join(CENTERS),
     endpoint="|".join(ENDPOINTS),
+    batch=r"\d+",
 
 
 def case_dir(case, seq):
     return f"results/cases/{case}/{seq}"
 
 
+CENTER_CASES = {c: sorted(ROW.index[ROW["center"] == c]) for c in CENTERS}
+
+
 def center_cases(center):
-    return sorted(ROW.index[ROW["center"] == center])
+    return CENTER_CASES[center]
+
+
+# feature-extraction batches: each center's sorted cases in near-equal runs of at
+# most batch_size, so a new center gets batches of its own and the old ones stay
+BATCHES = {
+    c: rs_cohort.batches(cases, config["features"]["batch_size"])
+    for c, cases in CENTER_CASES.items()
+}
+
+
+def batch_files(center, seq):
+    """(features, exclusions) of every extraction batch of one center x sequence."""
+    stem = f"results/features/radiomics/{seq}/{center}/batch"
+    return [(f"{stem}{b}.parquet", f"{stem}{b}.excluded.tsv") for b in BATCHES[center]]
+
+
+def center_batch_files(center):
+    """Every sequence's batches of one center, in sequence order."""
+    return [pair for s in SEQS for pair in batch_files(center, s)]
+
+
+# the sheet's rows as dicts: input functions run once per job (10,000s at scale)
+SHEET_ROWS = ROW.to_dict("index")
 
 
 def sheet_image(wildcards):
-    return ROW.loc[wildcards.case, f"image_{wildcards.seq}"]
+    return SHEET_ROWS[wildcards.case][f"image_{wildcards.seq}"]
 
 
 def sheet_masks(wildcards):
     """Reader masks given in the sheet (empty cells are skipped)."""
-    row = ROW.loc[wildcards.case]
+    row = SHEET_ROWS[wildcards.case]
     masks = {r: row[f"mask_{r}"] for r in READERS}
     if ORGAN_COL:
         masks["organ"] = row[ORGAN_COL]
@@ -149,19 +176,12 @@ def normalization_extra(wildcards):
     return out
 
 
-def case_feature_files(center, reader=MODEL_READER):
-    """Per-case feature files of one center's cases (all sequences)."""
-    files = {}
-    for case in center_cases(center):
-        files[case] = [f"{case_dir(case, s)}/features_{reader}.parquet" for s in SEQS]
-    return files
-
-
 def center_assembly_inputs(wildcards):
-    files = case_feature_files(wildcards.center)
+    pairs = center_batch_files(wildcards.center)
     out = {
         "sheet": f"results/cohort/centers/{wildcards.center}.tsv",
-        "features": [f for case in sorted(files) for f in files[case]],
+        "features": [f for f, _ in pairs],
+        "excluded": [e for _, e in pairs],
     }
     if config["deep"]["enabled"]:  # per-center deep tables (one network load each)
         out["deep"] = [
@@ -185,32 +205,47 @@ def deep_center_inputs(wildcards):
     }
 
 
-def case_files_param(wildcards):
-    return case_feature_files(wildcards.center)
-
-
-def reader_files_param(wildcards):
-    """[case, reader, files of every sequence] per training case x reader of one center
-    (the ICC is computed on training cases only)."""
-    return [
-        [case, r, [f"{case_dir(case, s)}/features_{r}.parquet" for s in SEQS]]
-        for case in center_cases(wildcards.center)
-        if case in TRAIN_SET
-        for r in READERS
-    ]
-
-
-def extraction_readers(wildcards):
+def extraction_readers(case):
     """Masks whose features a case needs: the model reader's, and for a training case
-    every reader's (they feed the ICC, computed on training cases only). The other
-    outputs of rule extract_radiomics are markers saying so."""
-    if wildcards.case in TRAIN_SET:
+    every reader's (they feed the ICC, computed on training cases only)."""
+    if case in TRAIN_SET:
         return sorted(set(READERS) | {MODEL_READER})
     return [MODEL_READER]
 
 
-def reader_table_inputs(wildcards):
-    return [f for _, _, files in reader_files_param(wildcards) for f in files]
+def batch_cases(wildcards):
+    """case -> {image, masks: {reader: path}} of one extraction batch."""
+    out = {}
+    for case in BATCHES[wildcards.center][wildcards.batch]:
+        d = case_dir(case, wildcards.seq)
+        masks = {r: f"{d}/mask_{r}.nii.gz" for r in extraction_readers(case)}
+        out[case] = {"image": f"{d}/image.nii.gz", "masks": masks}
+    return out
+
+
+def batch_runtime(wildcards, threads):
+    """Minutes for one extraction batch: 30 per case (every image type on a large
+    1 mm MRI volume takes ~10 min), ``threads`` cases at a time."""
+    n = len(BATCHES[wildcards.center][wildcards.batch])
+    return 30 * -(-n // max(1, threads))
+
+
+def batch_mem_mb(wildcards, threads):
+    """MB for one extraction batch: 4,000 per case process running at once."""
+    return 4000 * max(1, threads)
+
+
+def batch_inputs(wildcards):
+    cases = batch_cases(wildcards)
+    return {
+        "images": [v["image"] for v in cases.values()],
+        "masks": [m for v in cases.values() for m in v["masks"].values()],
+    }
+
+
+def center_train_cases(wildcards):
+    """Training cases of one center (the ICC is computed on training cases only)."""
+    return [c for c in center_cases(wildcards.center) if c in TRAIN_SET]
 
 
 def train_tables(kind="raw"):

@@ -1,53 +1,50 @@
-"""Per-case feature extraction.
+"""Feature extraction.
 
 Inputs:  results/cases/{case}/{seq}/image.nii.gz, mask_{reader}.nii.gz
-Outputs: results/cases/{case}/{seq}/features_{reader}.parquet  pyradiomics, one row
-One job per case x sequence extracts every reader's mask: the outputs stay per
-reader (a bad mask excludes only that reader), but the interpreter start-up and
-extractor set-up are paid once, and each image filter (wavelet, LoG, ...) is
-applied once for all the readers' masks (radstudy.features.compute_features).
+Outputs: results/features/radiomics/{seq}/{center}/batch{batch}.parquet  pyradiomics,
+             long table (case_id, reader, feature, value) of one batch of cases
+         results/features/radiomics/{seq}/{center}/batch{batch}.excluded.tsv
+             case x reader pairs it could not extract, with the one-line reason
+         results/features/deep/{seq}/{center}.parquet  ResNet features (deep.enabled)
+         results/features/deep/{seq}/{center}.excluded.tsv  cases it could not process
+         results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train)
+extract_radiomics runs per batch of features.batch_size cases of one center (each
+center's sorted cases in runs of that size: a new center gets batches of its own):
+the interpreter and pyradiomics start once per batch, and each case runs in its own
+forked process (a crash excludes that case only; threads > 1 run several at once).
+Every reader's mask of a case is extracted in one pass: each image filter (wavelet,
+LoG, ...) is applied once for all the masks (radstudy.features.compute_features).
 Only the masks the analysis uses are extracted: the model reader's for every case,
-every reader's for training cases (the ICC is computed on training cases only);
-the other readers' files of a test or external case are markers saying so.
+every reader's for training cases (the ICC is computed on training cases only).
 Groups (for cluster bundling): prepare_image and segment_slic_fcm form "prepare";
 normalize_image and extract_radiomics form "case" (normalisation may wait for the
 cohort-level Nyul fit, so the two halves cannot share one group). extract_deep
 runs per center x sequence (the network is loaded once per center; a new center
 gets its own job) and may wait for fit_deep.
-         results/features/deep/{seq}/{center}.parquet  ResNet features (deep.enabled)
-         results/features/deep/{seq}/{center}.excluded.tsv  cases it could not process
-         results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train)
 """
 
 
 rule extract_radiomics:
     input:
-        image=rules.normalize_image.output.image,
-        masks=expand(
-            "results/cases/{{case}}/{{seq}}/mask_{reader}.nii.gz",
-            reader=FEATURE_READERS,
-        ),
+        unpack(batch_inputs),
     output:
-        features=expand(
-            "results/cases/{{case}}/{{seq}}/features_{reader}.parquet",
-            reader=FEATURE_READERS,
-        ),
+        features="results/features/radiomics/{seq}/{center}/batch{batch}.parquet",
+        excluded="results/features/radiomics/{seq}/{center}/batch{batch}.excluded.tsv",
     log:
-        "logs/extract_radiomics/{case}_{seq}.log",
+        "logs/extract_radiomics/{center}_{seq}_batch{batch}.log",
     benchmark:
-        "benchmarks/extract_radiomics/{case}_{seq}.tsv"
+        "benchmarks/extract_radiomics/{center}_{seq}_batch{batch}.tsv"
     group:
         "case"
     conda:
         "../envs/imaging.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=batch_mem_mb,
+        runtime=batch_runtime,
     params:
         cfg=config["features"],
-        readers=FEATURE_READERS,
-        needed=extraction_readers,
+        cases=batch_cases,
     script:
         "../scripts/extract_radiomics.py"
 

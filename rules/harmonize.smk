@@ -1,6 +1,6 @@
 """Per-center feature tables and ComBat harmonisation.
 
-Inputs:  per-case feature files (or cohort.features_table), results/cohort/centers/{center}.tsv
+Inputs:  feature batches of rule extract_radiomics (or cohort.features_table), results/cohort/centers/{center}.tsv
 Outputs: results/features/raw/{center}.parquet         wide table (model reader + clinical)
          results/features/readers/{center}.parquet     long table, every reader (for ICC)
          results/features/excluded/{center}.tsv        cases excluded while processing
@@ -55,7 +55,7 @@ else:
             mem_mb=4000,
             runtime=10,
         params:
-            files=case_files_param,
+            reader=MODEL_READER,
             clinical=config["cohort"]["clinical"],
         script:
             "../scripts/assemble_center.py"
@@ -63,7 +63,8 @@ else:
 
 rule assemble_readers:
     input:
-        reader_table_inputs,
+        features=lambda wildcards: [f for f, _ in center_batch_files(wildcards.center)],
+        excluded=lambda wildcards: [e for _, e in center_batch_files(wildcards.center)],
     output:
         table="results/features/readers/{center}.parquet",
     log:
@@ -75,7 +76,8 @@ rule assemble_readers:
         mem_mb=4000,
         runtime=10,
     params:
-        files=reader_files_param,
+        cases=center_train_cases,
+        readers=READERS,
     script:
         "../scripts/assemble_readers.py"
 

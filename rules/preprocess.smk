@@ -63,7 +63,7 @@ rule fit_nyul:
 rule normalize_image:
     input:
         unpack(normalization_extra),
-        image=rules.prepare_image.output.image,
+        image="results/cases/{case}/{seq}/prepared.nii.gz",
         mask=f"results/cases/{{case}}/{{seq}}/mask_{REF_READER}.nii.gz",
     output:
         image="results/cases/{case}/{seq}/image.nii.gz",

@@ -9,7 +9,8 @@ def main(sm) -> None:
     deep = list(zip(sm.input.get("deep", []), sm.input.get("deep_excluded", []), strict=True))
     assemble_center(
         sm.input.sheet,
-        sm.params.files,
+        list(zip(sm.input.features, sm.input.excluded, strict=True)),
+        sm.params.reader,
         sm.params.clinical,
         sm.output.table,
         sm.output.excluded,

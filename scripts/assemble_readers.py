@@ -6,8 +6,8 @@ from radstudy.tables import assemble_readers
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    files = {(case, reader): paths for case, reader, paths in sm.params.files}
-    assemble_readers(files, sm.output.table)
+    batches = list(zip(sm.input.features, sm.input.excluded, strict=True))
+    assemble_readers(batches, sm.params.cases, sm.params.readers, sm.output.table)
 
 
 main(snakemake)  # noqa: F821

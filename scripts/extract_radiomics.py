@@ -1,20 +1,18 @@
-"""Glue for rule extract_radiomics: pyradiomics features of one case x seq, per reader."""
+"""Glue for rule extract_radiomics: pyradiomics features of one batch of cases."""
 
-from radstudy.features import extract_readers
+from radstudy.features import extract_batch
 from radstudy.logs import setup_logging
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    readers = sm.params.readers
-    extract_readers(
-        sm.wildcards.case,
+    extract_batch(
         sm.wildcards.seq,
-        sm.input.image,
-        dict(zip(readers, sm.input.masks, strict=True)),
-        dict(zip(readers, sm.output.features, strict=True)),
+        sm.params.cases,
         sm.params.cfg,
-        needed=sm.params.needed,
+        sm.output.features,
+        sm.output.excluded,
+        workers=sm.threads,
     )
 
 

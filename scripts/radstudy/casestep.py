@@ -13,8 +13,11 @@ the other cases go on.
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import signal
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 
 from radstudy.errors import CaseError, ConfigError
@@ -54,27 +57,22 @@ def first_marker(paths: Iterable[str | Path | None]) -> str | None:
     return None
 
 
-def run_case_step(
-    case: str,
-    inputs: Iterable[str | Path | None],
-    outputs: Iterable[str | Path],
-    step: Callable[[], object],
-) -> bool:
-    """Run ``step`` for one case; on failure write markers to all ``outputs``.
+def case_step_reason(
+    case: str, inputs: Iterable[str | Path | None], step: Callable[[], object]
+) -> str | None:
+    """Run ``step`` for one case; return None when it ran, else the one-line reason.
 
-    - If an input is a marker, the step is skipped and its reason propagated.
+    - If an input is a marker, the step is skipped and its reason returned.
     - A :class:`CaseError` excludes the case with its own one-line message.
     - Any other exception excludes the case with ``case X: <type>: <message>``
       (full traceback in the job log), so one bad case never stops the others.
-
-    Returns True when the step ran, False when the case was excluded.
+    - A :class:`ConfigError` is not the case's fault: it is raised.
     """
-    outputs = [Path(o) for o in outputs]
     reason = first_marker(inputs)
     if reason is None:
         try:
             step()
-            return True
+            return None
         except CaseError as err:
             reason = str(err)
         except ConfigError:
@@ -83,6 +81,82 @@ def run_case_step(
             log.error("case %s failed:\n%s", case, traceback.format_exc())
             reason = f"case {case}: {type(err).__name__}: {err}"
     log.warning("excluded: %s", reason)
+    return reason
+
+
+def run_case_step(
+    case: str,
+    inputs: Iterable[str | Path | None],
+    outputs: Iterable[str | Path],
+    step: Callable[[], object],
+) -> bool:
+    """Run ``step`` for one case (see :func:`case_step_reason`); on failure write
+    markers holding the reason to all ``outputs``.
+
+    Returns True when the step ran, False when the case was excluded.
+    """
+    reason = case_step_reason(case, inputs, step)
+    if reason is None:
+        return True
     for out in outputs:
         write_marker(out, reason)
     return False
+
+
+def _child(conn, fn: Callable, arg) -> None:
+    try:
+        result = ("ok", fn(arg))
+    except BaseException as err:  # noqa: BLE001 - reported by the parent, per item
+        log.error("%s", traceback.format_exc())
+        result = ("error", f"{type(err).__name__}: {err}")
+    conn.send(result)
+    conn.close()
+
+
+def _died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+        return f"its process was killed by {name}{hint}"
+    return f"its process exited with code {exitcode} before returning a result"
+
+
+def run_isolated(
+    fn: Callable, items: Mapping[str, object], workers: int = 1
+) -> Iterator[tuple[str, str, object]]:
+    """``fn(items[key])`` for every key, each in its own forked process, at most
+    ``workers`` at a time; yields ``(key, status, value)`` as each finishes.
+
+    status ``"ok"``: value is what ``fn`` returned; ``"error"``: ``fn`` raised and
+    value is ``"Type: message"``; ``"died"``: the process crashed (a segfault in a
+    C extension, the kernel's OOM killer) and value says how. One item that
+    crashes never takes the others down. Children are forked from the caller, so
+    whatever it imported before (pyradiomics, SimpleITK) is not imported again:
+    the start-up cost is paid once per job, not once per item.
+
+    Written here rather than with ``concurrent.futures``: a process pool turns
+    one crashed worker into ``BrokenProcessPool`` for every pending item and does
+    not say which item crashed or how.
+    """
+    ctx = mp.get_context("fork")
+    todo = sorted(items)
+    running: dict = {}
+    while todo or running:
+        while todo and len(running) < max(1, workers):
+            key = todo.pop(0)
+            recv, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_child, args=(send, fn, items[key]), daemon=True)
+            proc.start()
+            send.close()
+            running[recv] = (key, proc)
+        for conn in mp_connection.wait(list(running)):
+            key, proc = running.pop(conn)
+            try:
+                status, value = conn.recv()
+            except EOFError:  # closed without a result: the process died
+                proc.join()
+                status, value = "died", _died(proc.exitcode)
+            else:
+                proc.join()
+            conn.close()
+            yield key, status, value

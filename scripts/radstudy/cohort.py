@@ -233,3 +233,23 @@ def materialize(included: pd.DataFrame, excluded: pd.DataFrame, outdir: str | Pa
 def training_centers(included: pd.DataFrame) -> list[str]:
     """Centers that contribute training rows (the harmonisation reference)."""
     return sorted(included.loc[included["split"] == "train", "center"].unique())
+
+
+def batches(cases: list[str], size: int) -> dict[str, list[str]]:
+    """Split one center's cases into extraction batches of at most ``size`` cases.
+
+    Sorted cases in contiguous runs of near-equal length (ceil(n / size) batches,
+    lengths differ by at most one: two jobs of 5 rather than 8 + 2, so they finish
+    together). Keys ``001``, ``002``, ... The split depends on the center's cases
+    only: a new center never changes the batches of the old ones.
+    """
+    cases = sorted(cases)
+    if size < 1:
+        raise ConfigError(f"features.batch_size must be >= 1, not {size}")
+    k = -(-len(cases) // size)
+    out, start = {}, 0
+    for i in range(k):
+        n = len(cases) // k + (i < len(cases) % k)
+        out[f"{i + 1:03d}"] = cases[start : start + n]
+        start += n
+    return out

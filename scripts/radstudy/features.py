@@ -10,16 +10,15 @@ image filters stay as the params file says (3D wavelet: 8 decompositions).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 import yaml
 
-from radstudy.casestep import marker_reason, run_case_step, write_marker
+from radstudy.casestep import case_step_reason, marker_reason, run_isolated
 from radstudy.errors import CaseError, ConfigError
-from radstudy.tables import write_feature_row
 
 log = logging.getLogger(__name__)
 PARAMS_DIR = Path(__file__).parent / "params"
@@ -226,14 +225,16 @@ def _execute_shared(ext, image: sitk.Image, masks: dict, errors: dict, case, pat
     return {reader: vector for reader, (_, _, vector) in state.items()}
 
 
-def compute_features(case: str, seq: str, image_path, mask_paths: dict, cfg: dict):
+def feature_vectors(case: str, seq: str, image_path, mask_paths: dict, cfg: dict):
     """pyradiomics features of one image for several masks (readers).
 
-    Returns ``(rows, errors)``: one-row ``{seq}__{feature}`` tables (diagnostics
-    dropped, columns sorted, float64) per reader that worked, and a
+    Returns ``(vectors, errors)``: ``{seq}__{feature} -> value`` (diagnostics
+    dropped, names sorted, float) per reader that worked, and a
     :class:`CaseError` per reader that did not (a bad mask excludes only that
     reader). Filters are computed once for all masks (:func:`_execute_shared`)
     unless pyradiomics' own resampling or preCrop make the image mask-dependent.
+    No pandas here: a batch job's per-case processes need numpy, SimpleITK and
+    pyradiomics only (pandas alone takes ~0.7 s to import).
     """
     cfg = {**DEFAULTS, **(cfg or {})}
     params = load_params(cfg)
@@ -261,22 +262,33 @@ def compute_features(case: str, seq: str, image_path, mask_paths: dict, cfg: dic
                 errors[reader] = _pyradiomics_error(case, mask_paths[reader], err)
     else:
         results = _execute_shared(ext, image, masks, errors, case, mask_paths)
-    rows = {}
+    vectors = {}
     for reader, result in results.items():
         values = {
-            f"{seq}__{k}": float(np.asarray(v, dtype=float))
+            f"{seq}__{k}": float(np.real(np.asarray(v)))  # pyradiomics may give complex
             for k, v in result.items()
             if not k.startswith("diagnostics_")
         }
-        row = pd.DataFrame([values], index=pd.Index([case], name="case_id"))
-        rows[reader] = row[sorted(row.columns)].astype("float64")
+        vectors[reader] = dict(sorted(values.items()))
+    return vectors, errors
+
+
+def compute_features(case: str, seq: str, image_path, mask_paths: dict, cfg: dict):
+    """:func:`feature_vectors` as one-row tables indexed by case_id (float64)."""
+    import pandas as pd
+
+    vectors, errors = feature_vectors(case, seq, image_path, mask_paths, cfg)
+    rows = {
+        reader: pd.DataFrame([values], index=pd.Index([case], name="case_id")).astype("float64")
+        for reader, values in vectors.items()
+    }
     return rows, errors
 
 
-def extract_case(
-    case: str, seq: str, reader: str, image_path, mask_path, out_parquet, cfg: dict
-) -> pd.DataFrame:
+def extract_case(case: str, seq: str, reader: str, image_path, mask_path, out_parquet, cfg: dict):
     """One-row table ``{seq}__{feature}`` (diagnostics dropped), written as parquet."""
+    from radstudy.tables import write_feature_row
+
     rows, errors = compute_features(case, seq, image_path, {reader: mask_path}, cfg)
     if reader in errors:
         raise errors[reader]
@@ -284,42 +296,116 @@ def extract_case(
     return rows[reader]
 
 
-def extract_readers(
-    case: str, seq: str, image_path, masks: dict, outputs: dict, cfg: dict, needed=None
-):
-    """Every reader's features of one case x sequence, one parquet (or marker) each.
+def case_features(case: str, seq: str, image_path, masks: dict, cfg: dict):
+    """Features of one case x sequence for the readers in ``masks`` (reader -> path).
 
     An exclusion marker among the inputs is passed on (the image's to every
-    reader, a mask's to its reader); a reader whose mask fails gets a marker with
-    its one-line reason and the other readers go on. Readers not in ``needed``
-    (default: all) are not extracted; their outputs are markers saying so.
-    Returns reader -> reason (None when the features were written).
+    reader, a mask's to its reader); a reader whose mask fails is excluded with its
+    one-line reason and the other readers go on; a failure of the whole case
+    (:func:`radstudy.casestep.case_step_reason`) excludes every reader.
+    Returns ``(vectors, reasons)``: reader -> {feature: value}, reader -> reason.
     """
-    needed = set(masks if needed is None else needed)
-    for r in sorted(set(masks) - needed):
-        write_marker(
-            outputs[r],
-            f"case {case}: {masks[r]}: features of reader {r} not extracted "
-            "(other readers than the model reader are used for training cases only)",
-        )
+    reasons: dict[str, str] = {}
     image_marked = marker_reason(image_path) is not None
     todo = {}
-    for r in sorted(needed):  # a mask's marker excludes its reader only
+    for r in sorted(masks):  # a mask's marker excludes its reader only
         reason = None if image_marked else marker_reason(masks[r])
         if reason is None:
             todo[r] = masks[r]
         else:
             log.warning("excluded: %s (reader %s)", reason, r)
-            write_marker(outputs[r], reason)
+            reasons[r] = reason
+    rows: dict[str, dict] = {}
 
     def step():
-        rows, errors = compute_features(case, seq, image_path, todo, cfg)
-        for reader, row in rows.items():
-            write_feature_row(row, outputs[reader])
+        got, errors = feature_vectors(case, seq, image_path, todo, cfg)
+        rows.update(got)
         for reader, err in sorted(errors.items()):
             log.warning("excluded: %s (reader %s)", err, reader)
-            write_marker(outputs[reader], str(err))
+            reasons[reader] = str(err)
 
     if todo:  # the image's marker, or a failure of the whole case, excludes every reader
-        run_case_step(case, [image_path], [outputs[r] for r in todo], step)
-    return {r: marker_reason(outputs[r]) for r in masks}
+        reason = case_step_reason(case, [image_path], step)
+        if reason is not None:
+            rows.clear()
+            reasons.update(dict.fromkeys(todo, reason))
+    return rows, reasons
+
+
+def warm_up(cfg: dict) -> None:
+    """Import what an extraction needs before the per-case processes are forked
+    (:func:`radstudy.casestep.run_isolated`), so that it is imported once per job.
+    pyradiomics' LBP3D filter imports scipy.stats and trimesh inside the filter
+    function (0.8 s per process)."""
+    params = load_params(cfg)
+    extractor_from(params)
+    if "LBP3D" in (params.get("imageType") or {}):
+        import scipy.ndimage  # noqa: F401
+        import scipy.special  # noqa: F401
+        import scipy.stats  # noqa: F401
+        import trimesh.creation  # noqa: F401
+
+
+def _batch_case(arg):
+    case, seq, image, masks, cfg = arg
+    t0 = time.perf_counter()
+    vectors, reasons = case_features(case, seq, image, masks, cfg)
+    return vectors, reasons, time.perf_counter() - t0
+
+
+def extract_batch(
+    seq: str, cases: dict, cfg: dict, out_features, out_excluded, workers: int = 1
+) -> list[tuple[str, str, str]]:
+    """Features of a batch of cases of one sequence, each case in its own forked
+    process (at most ``workers`` at once; see :func:`radstudy.casestep.run_isolated`).
+
+    ``cases``: case -> ``{"image": path, "masks": {reader: path}}`` (the readers to
+    extract). Writes ``out_features``, a long table (case_id, reader, feature,
+    value) sorted by case, reader and feature, and ``out_excluded`` (TSV: case_id,
+    reader, reason) for every case x reader that could not be extracted; a case
+    whose process crashes is excluded with how it crashed, the others go on.
+    Returns the exclusions as sorted (case_id, reader, reason) tuples.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    warm_up(cfg)
+    items = {c: (c, seq, v["image"], dict(v["masks"]), cfg) for c, v in cases.items()}
+    done: dict[str, dict] = {}
+    excluded = []
+    t0 = time.perf_counter()
+    for i, (case, status, value) in enumerate(run_isolated(_batch_case, items, workers), 1):
+        if status == "ok":
+            done[case], reasons, took = value
+            log.info(
+                "case %d/%d %s: %d reader(s) extracted, %d excluded, %.1f s",
+                i,
+                len(items),
+                case,
+                len(done[case]),
+                len(reasons),
+                took,
+            )
+        else:
+            what = "failed" if status == "error" else "crashed"
+            reason = f"case {case}: {cases[case]['image']}: feature extraction {what}: {value}"
+            log.warning("excluded: %s", reason)
+            reasons = dict.fromkeys(cases[case]["masks"], reason)
+        excluded += [(case, r, " ".join(str(why).split())) for r, why in reasons.items()]
+    log.info("%d case(s) in %.1f s", len(items), time.perf_counter() - t0)
+    cols: dict[str, list] = {"case_id": [], "reader": [], "feature": [], "value": []}
+    for case in sorted(done):  # sorted rows: same config, same bytes
+        for reader in sorted(done[case]):
+            names = sorted(done[case][reader])
+            cols["case_id"] += [case] * len(names)
+            cols["reader"] += [reader] * len(names)
+            cols["feature"] += names
+            cols["value"] += [done[case][reader][n] for n in names]
+    types = {"case_id": pa.string(), "reader": pa.string(), "feature": pa.string()}
+    table = pa.table({k: pa.array(v, type=types.get(k, pa.float64())) for k, v in cols.items()})
+    Path(out_features).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out_features)
+    excluded.sort()
+    lines = ["case_id\treader\treason"] + ["\t".join(row) for row in excluded]
+    Path(out_excluded).write_text("\n".join(lines) + "\n")
+    return excluded

@@ -8,12 +8,11 @@ Wide tables are indexed by ``case_id`` (sorted) with the meta columns
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from radstudy.casestep import marker_reason
 from radstudy.errors import ConfigError
 
 META = ("center", "split")
@@ -73,28 +72,63 @@ def read_feature_row(path: str | Path) -> pd.DataFrame:
     )
 
 
-def read_case_features(
-    paths: Mapping[str, Iterable[str | Path]],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read per-case parquet files; markers become exclusions.
+def read_batches(batches: Iterable[tuple[str | Path, str | Path]]):
+    """The feature batches of rule extract_radiomics: ``(parquet, excluded TSV)`` pairs.
 
-    ``paths`` maps case_id -> that case's files (one per sequence/reader). A case
-    is kept only if none of its files is a marker. Returns (wide table indexed
-    by case_id, exclusions with columns case_id, stage, reason).
+    Returns (long table: case_id, reader, feature, value; exclusions: case_id,
+    reader, reason), each in the order the batches are given.
     """
-    rows, excluded = [], []
-    for case in sorted(paths):
-        files = list(paths[case])
-        reasons = [r for r in (marker_reason(f) for f in files) if r is not None]
-        if reasons:
-            excluded.append({"case_id": case, "stage": "processing", "reason": reasons[0]})
-            continue
-        row = pd.concat([read_feature_row(f) for f in files], axis=1)
-        row.index = pd.Index([case], name="case_id")
-        rows.append(row)
-    table = pd.concat(rows, axis=0) if rows else pd.DataFrame(index=pd.Index([], name="case_id"))
-    excl = pd.DataFrame(excluded, columns=["case_id", "stage", "reason"])
-    return table, excl
+    longs, excls = [], []
+    for parquet, excluded in batches:
+        longs.append(pd.read_parquet(parquet))
+        excls.append(pd.read_csv(excluded, sep="\t", dtype=str, keep_default_na=False))
+    cols = ["case_id", "reader", "feature", "value"]
+    long = pd.concat(longs, ignore_index=True) if longs else pd.DataFrame(columns=cols)
+    excl = (
+        pd.concat(excls, ignore_index=True)
+        if excls
+        else pd.DataFrame(columns=["case_id", "reader", "reason"])
+    )
+    return long, excl
+
+
+def _first_reasons(excl: pd.DataFrame, reader: str) -> dict[str, str]:
+    """case -> the first reason that excludes ``reader`` of that case."""
+    rows = excl[excl["reader"] == reader]
+    return dict(rows.drop_duplicates("case_id")[["case_id", "reason"]].itertuples(False, None))
+
+
+def read_case_features(
+    batches: Iterable[tuple[str | Path, str | Path]], cases: Iterable[str], reader: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One reader's features of ``cases`` from feature batches (every sequence).
+
+    A case is kept only if no batch excludes it for ``reader``. Returns (wide
+    table indexed by case_id, columns sorted; exclusions with columns case_id,
+    stage, reason: the first reason in the order the batches are given).
+    """
+    batches = list(batches)
+    long, excl = read_batches(batches)
+    reasons = _first_reasons(excl, reader)
+    long = long[long["reader"] == reader]
+    have = set(long["case_id"])
+    keep, excluded = [], []
+    for case in sorted(cases):
+        if case in reasons:
+            excluded.append({"case_id": case, "stage": "processing", "reason": reasons[case]})
+        elif case in have:
+            keep.append(case)
+        else:
+            raise ValueError(
+                f"case {case}: no features of reader {reader} and no exclusion in "
+                f"{', '.join(str(p) for p, _ in batches)}"
+            )
+    long = long[long["case_id"].isin(keep)]
+    table = long.pivot(index="case_id", columns="feature", values="value").astype("float64")
+    table = table.reindex(index=pd.Index(keep, name="case_id"))
+    table.columns.name = None
+    excl_df = pd.DataFrame(excluded, columns=["case_id", "stage", "reason"])
+    return table, excl_df
 
 
 def with_clinical(table: pd.DataFrame, sheet: pd.DataFrame, clinical: list[str]) -> pd.DataFrame:
@@ -133,16 +167,18 @@ def join_center_tables(
 
 def assemble_center(
     sheet_tsv: str | Path,
-    case_files: Mapping[str, Iterable[str | Path]],
+    batches: Iterable[tuple[str | Path, str | Path]],
+    reader: str,
     clinical: list[str],
     out_table: str | Path,
     out_excluded: str | Path,
     center_tables: Iterable[tuple[str, str]] = (),
 ) -> pd.DataFrame:
-    """Build one center's wide table from its cases' feature files (+ per-center
-    tables such as the deep features, see :func:`join_center_tables`)."""
+    """Build one center's wide table from its feature batches (``reader``'s features,
+    every sequence) and per-center tables such as the deep features (see
+    :func:`join_center_tables`)."""
     sheet = pd.read_csv(sheet_tsv, sep="\t", dtype={"case_id": str, "center": str})
-    table, excl = read_case_features(case_files)
+    table, excl = read_case_features(batches, sheet["case_id"], reader)
     table, excl = join_center_tables(table, excl, center_tables)
     table = with_clinical(table, sheet, clinical)
     table = table.apply(lambda s: s.astype(float) if s.name not in META else s)
@@ -227,26 +263,33 @@ def import_center(
 
 
 def assemble_readers(
-    reader_files: Mapping[tuple[str, str], Iterable[str | Path]], out_table: str | Path
+    batches: Iterable[tuple[str | Path, str | Path]],
+    cases: Iterable[str],
+    readers: Iterable[str],
+    out_table: str | Path,
 ) -> pd.DataFrame:
-    """Long table for reproducibility: one row per (case_id, reader), markers skipped."""
+    """Long table for reproducibility: one row per (case_id, reader) of ``cases`` x
+    ``readers`` from feature batches (every sequence); excluded pairs are skipped."""
+    long, excl = read_batches(batches)
+    cases = sorted(cases)
     frames = []
-    for case, reader in sorted(reader_files):
-        files = list(reader_files[(case, reader)])
-        if any(marker_reason(f) is not None for f in files):
-            continue
-        row = pd.concat([read_feature_row(f) for f in files], axis=1)
-        row.index = pd.Index([case], name="case_id")
-        row.insert(0, "reader", reader)
-        frames.append(row)
+    for reader in sorted(readers):
+        gone = set(_first_reasons(excl, reader))
+        sub = long[(long["reader"] == reader) & long["case_id"].isin(cases)]
+        sub = sub[~sub["case_id"].isin(gone)]
+        if len(sub):
+            wide = sub.pivot(index="case_id", columns="feature", values="value")
+            wide.columns.name = None
+            wide.insert(0, "reader", reader)
+            frames.append(wide.astype({c: "float64" for c in wide.columns if c != "reader"}))
     empty = pd.DataFrame(columns=["reader"], index=pd.Index([], name="case_id"))
-    long = (pd.concat(frames) if frames else empty).reset_index()
-    feats = sorted(c for c in long.columns if c not in ("case_id", "reader"))
-    long = long[["case_id", "reader", *feats]].sort_values(["case_id", "reader"])
-    long = long.reset_index(drop=True)
+    out = (pd.concat(frames) if frames else empty).reset_index()
+    feats = sorted(c for c in out.columns if c not in ("case_id", "reader"))
+    out = out[["case_id", "reader", *feats]].sort_values(["case_id", "reader"])
+    out = out.reset_index(drop=True)
     Path(out_table).parent.mkdir(parents=True, exist_ok=True)
-    long.to_parquet(out_table)
-    return long
+    out.to_parquet(out_table)
+    return out
 
 
 def read_tables(paths: Iterable[str | Path]) -> pd.DataFrame:

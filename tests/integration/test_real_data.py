@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+import yaml
 
 from .conftest import REPO, make_workdir, run_snakemake
 
@@ -34,7 +35,7 @@ READER = "R1"
 # cases currently pass QC; a new exclusion must be explained here.
 EXPECTED_EXCLUDED: dict[str, str] = {}
 # per-case rules whose log must exist for every case (logs/{rule}/{case}_{seq}.log)
-CASE_RULES = ("prepare_image", "normalize_image", "extract_radiomics")
+CASE_RULES = ("prepare_image", "normalize_image")
 TARGETS = (
     f"results/features/raw/{CENTER}.parquet",
     "results/cohort/excluded.tsv",
@@ -196,8 +197,26 @@ def test_per_case_outputs_and_logs(sts_run):
         out = wd / "results/cases" / case / SEQ
         for name in ("prepared.nii.gz", "image.nii.gz", f"mask_{READER}.nii.gz"):
             assert (out / name).read_bytes()[:2] == b"\x1f\x8b", out / name  # gzip, no marker
-        assert (out / f"features_{READER}.parquet").read_bytes()[:4] == b"PAR1"
         qc = json.loads((out / "qc.json").read_text())
         assert qc["output_spacing"] == [1.0, 1.0, 1.0]
         assert qc["mask_voxels"][READER] > 0
+    # extraction: batches of features.batch_size cases (schema default), a log each
+    from radstudy.cohort import batches
+
+    schema = yaml.safe_load((REPO / "config.schema.yaml").read_text())
+    size = schema["properties"]["features"]["properties"]["batch_size"]["default"]
+    expected = batches(sorted(cases), size)
+    logs = sorted((wd / "logs/extract_radiomics").glob(f"{CENTER}_{SEQ}_batch*.log"))
+    assert [p.name for p in logs] == [f"{CENTER}_{SEQ}_batch{b}.log" for b in expected]
+    text = "".join(p.read_text() for p in logs)
+    assert "Traceback" not in text
+    for case in cases:
+        if case not in EXPECTED_EXCLUDED:
+            assert f" {case}: 1 reader(s) extracted, 0 excluded" in text, case
+    long = pd.concat(
+        pd.read_parquet(wd / f"results/features/radiomics/{SEQ}/{CENTER}/batch{b}.parquet")
+        for b in expected
+    )
+    assert sorted(set(long["case_id"])) == sorted(set(cases) - set(EXPECTED_EXCLUDED))
+    assert set(long["reader"]) == {READER}
     assert (wd / f"logs/assemble_center/{CENTER}.log").is_file()

@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from radstudy.casestep import marker_reason, run_case_step, write_marker
+from radstudy.casestep import marker_reason, run_case_step, run_isolated, write_marker
 from radstudy.errors import CaseError
-from radstudy.tables import assemble_center, collect_exclusions, write_feature_row
+from radstudy.tables import assemble_center, assemble_readers, collect_exclusions
 
 
 def test_marker_round_trip_and_real_files_are_not_markers(tmp_path):
@@ -43,31 +43,106 @@ def test_marker_in_input_propagates_without_running(tmp_path):
     assert ran == [] and marker_reason(out) == "case C3: m.nii.gz: mask outside image"
 
 
+def _batch(tmp_path, name, rows, excluded):
+    """A feature batch as rule extract_radiomics writes it."""
+    f, e = tmp_path / f"{name}.parquet", tmp_path / f"{name}.excluded.tsv"
+    pd.DataFrame(rows, columns=["case_id", "reader", "feature", "value"]).to_parquet(f)
+    pd.DataFrame(excluded, columns=["case_id", "reader", "reason"]).to_csv(e, sep="\t", index=False)
+    return f, e
+
+
 def test_assembly_keeps_good_cases_and_lists_excluded(tmp_path):
     sheet = tmp_path / "A.tsv"
     pd.DataFrame(
-        {"case_id": ["a1", "a2", "a3"], "center": "A", "split": "train", "age": [1, 2, 3]}
+        {"case_id": ["a1", "a2", "a3", "a4"], "center": "A", "split": "train", "age": [1, 2, 3, 4]}
     ).to_csv(sheet, sep="\t", index=False)
-    files = {}
-    for case in ["a1", "a2", "a3"]:
-        f = tmp_path / f"{case}.parquet"
-        if case == "a2":
-            write_marker(f, "case a2: a2.nii.gz: mask is empty")
-        else:
-            row = pd.DataFrame({"T2__original_firstorder_Mean": [float(len(case))]}, index=[case])
-            write_feature_row(row, f)
-        files[case] = [f]
-    table = assemble_center(sheet, files, ["age"], tmp_path / "t.parquet", tmp_path / "ex.tsv")
+    t1 = _batch(
+        tmp_path,
+        "t1",
+        [
+            [c, r, "T1__original_firstorder_Mean", float(len(c) + i)]
+            for c in ("a1", "a2", "a3")
+            for i, r in enumerate(("R1", "R2"))
+        ],
+        [["a4", "R1", "case a4: a4.nii.gz: image has NaN voxels"]],
+    )
+    t2 = _batch(
+        tmp_path,
+        "t2",
+        [[c, "R1", "T2__original_firstorder_Mean", 7.0] for c in ("a1", "a3", "a4")],
+        [
+            ["a2", "R1", "case a2: a2.nii.gz: mask is empty"],
+            ["a4", "R1", "case a4: T2 reason, second"],
+        ],
+    )
+    table = assemble_center(
+        sheet, [t1, t2], "R1", ["age"], tmp_path / "t.parquet", tmp_path / "ex.tsv"
+    )
     assert list(table.index) == ["a1", "a3"]
     assert list(table.columns) == [
         "center",
         "split",
+        "T1__original_firstorder_Mean",
         "T2__original_firstorder_Mean",
         "clinical__age",
     ]
+    assert table["T1__original_firstorder_Mean"].tolist() == [2.0, 2.0]
+    ex = pd.read_csv(tmp_path / "ex.tsv", sep="\t")
+    assert ex[["case_id", "reason"]].values.tolist() == [
+        ["a2", "case a2: a2.nii.gz: mask is empty"],
+        ["a4", "case a4: a4.nii.gz: image has NaN voxels"],  # the first sequence's reason
+    ]
+    # reader R2 of a2 is fine although R1 of a2 is excluded; R2 has no T2 features here
+    long = assemble_readers([t1], ["a1", "a2", "a4"], ["R1", "R2"], tmp_path / "r.parquet")
+    assert long[["case_id", "reader"]].values.tolist() == [
+        ["a1", "R1"],
+        ["a1", "R2"],
+        ["a2", "R1"],
+        ["a2", "R2"],
+    ]
+    assert long["T1__original_firstorder_Mean"].tolist() == [2.0, 3.0, 2.0, 3.0]
+    long = assemble_readers([t1, t2], ["a1", "a2"], ["R1"], tmp_path / "r.parquet")
+    assert long[["case_id", "reader"]].values.tolist() == [["a1", "R1"]]
     sheet_ex = tmp_path / "sheet_ex.tsv"
     pd.DataFrame(
         {"case_id": ["b9"], "center": ["B"], "stage": ["sheet"], "reason": ["no T2 image"]}
     ).to_csv(sheet_ex, sep="\t", index=False)
     allx = collect_exclusions([sheet_ex, tmp_path / "ex.tsv"], tmp_path / "all.tsv")
-    assert allx[["case_id", "stage"]].values.tolist() == [["a2", "processing"], ["b9", "sheet"]]
+    assert allx[["case_id", "stage"]].values.tolist() == [
+        ["a2", "processing"],
+        ["a4", "processing"],
+        ["b9", "sheet"],
+    ]
+
+
+def _square_or_fail(x):
+    import os
+    import signal
+
+    if x == 3:
+        raise ValueError("three is bad")
+    if x == 4:
+        import faulthandler
+
+        faulthandler.disable()  # pytest's traceback dump: noise for a crash on purpose
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if x == 5:
+        os._exit(2)
+    return x * x
+
+
+def test_run_isolated_one_crash_never_takes_the_others_down():
+    items = {f"k{x}": x for x in range(1, 8)}
+    for workers in (1, 3):
+        got = {
+            k: (status, value) for k, status, value in run_isolated(_square_or_fail, items, workers)
+        }
+        assert got == {
+            "k1": ("ok", 1),
+            "k2": ("ok", 4),
+            "k3": ("error", "ValueError: three is bad"),
+            "k4": ("died", "its process was killed by SIGSEGV"),
+            "k5": ("died", "its process exited with code 2 before returning a result"),
+            "k6": ("ok", 36),
+            "k7": ("ok", 49),
+        }, workers

@@ -112,3 +112,21 @@ def test_materialize_keeps_unchanged_center_files(tmp_path):
     materialize(more, excluded, out)
     assert a.stat().st_mtime_ns == before
     assert (out / "centers" / "NEW.tsv").is_file()
+
+
+def test_batches_are_balanced_sorted_runs():
+    from radstudy.cohort import batches
+
+    ids = [f"A{i:03d}" for i in range(10, 0, -1)]
+    assert batches(ids, 8) == {
+        "001": ["A001", "A002", "A003", "A004", "A005"],
+        "002": ["A006", "A007", "A008", "A009", "A010"],
+    }
+    got = batches([f"c{i:02d}" for i in range(17)], 8)
+    assert [len(v) for v in got.values()] == [6, 6, 5]
+    assert sum(got.values(), []) == sorted(f"c{i:02d}" for i in range(17))
+    assert batches(["x"], 8) == {"001": ["x"]}
+    assert batches([], 8) == {}
+    assert list(batches(ids, 1).values()) == [[c] for c in sorted(ids)]
+    with pytest.raises(ConfigError, match="batch_size"):
+        batches(ids, 0)

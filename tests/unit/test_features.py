@@ -803,42 +803,76 @@ def test_readers_in_one_pass_equal_pyradiomics_execute(tmp_path, extra):
     )
 
 
-def test_extract_readers_bad_reader_is_excluded_alone(tmp_path):
+def _read_batch(out):
+    long = pd.read_parquet(out)
+    assert list(long.columns) == ["case_id", "reader", "feature", "value"]
+    keys = long[["case_id", "reader", "feature"]].values.tolist()
+    assert keys == sorted(keys)  # sorted rows: same config, same bytes
+    return long
+
+
+def test_extract_batch_bad_reader_is_excluded_alone(tmp_path):
     image, mask = small_volume(seed=6)
     ip, paths = reader_masks(tmp_path, image, mask)
     empty = tmp_path / "m_empty.nii.gz"
     sitk.WriteImage(sitk.Cast(mask * 0, sitk.sitkUInt8), str(empty))
     marked = tmp_path / "m_marked.nii.gz"
     marked.write_bytes(b"EXCLUDED\tcase C: masks/C_R5.nii.gz: mask is empty\n")
-    masks = {**paths, "R4": empty, "R5": marked}
-    outs = {r: tmp_path / "out" / f"features_{r}.parquet" for r in masks}
-    reasons = features.extract_readers("C", "T2", ip, masks, outs, {"params": "mri_fast.yaml"})
-    assert reasons["R4"] == f"case C: {empty}: mask has no voxel with label 1"
-    assert reasons["R5"] == "case C: masks/C_R5.nii.gz: mask is empty"
-    assert marker_reason(outs["R4"]) == reasons["R4"]
-    assert marker_reason(outs["R5"]) == reasons["R5"]
-    for r in ("R1", "R2", "R3"):
-        assert reasons[r] is None and marker_reason(outs[r]) is None
-        single = features.extract_case(
-            "C", "T2", r, ip, paths[r], tmp_path / f"{r}.parquet", {"params": "mri_fast.yaml"}
-        )
-        pd.testing.assert_frame_equal(read_feature_row(outs[r]), single)
-    # a marker in place of the image excludes every reader with its reason
     bad = tmp_path / "image_marker.nii.gz"
-    bad.write_bytes(b"EXCLUDED\tcase C: images/C_T2.nii.gz: image has NaN voxels\n")
-    reasons = features.extract_readers("C", "T2", bad, paths, outs, {})
-    assert set(reasons.values()) == {"case C: images/C_T2.nii.gz: image has NaN voxels"}
-    assert all(marker_reason(outs[r]) for r in paths)
+    bad.write_bytes(b"EXCLUDED\tcase D: images/D_T2.nii.gz: image has NaN voxels\n")
+    cases = {
+        "C": {"image": ip, "masks": {**paths, "R4": empty, "R5": marked}},
+        "D": {"image": bad, "masks": dict(paths)},  # the image's marker: every reader
+        "E": {"image": ip, "masks": {"R1": paths["R1"]}},  # a test case: model reader only
+    }
+    cfg = {"params": "mri_fast.yaml"}
+    out, ex = tmp_path / "b.parquet", tmp_path / "b.excluded.tsv"
+    excl = features.extract_batch("T2", cases, cfg, out, ex)
+    assert excl == [
+        ("C", "R4", f"case C: {empty}: mask has no voxel with label 1"),
+        ("C", "R5", "case C: masks/C_R5.nii.gz: mask is empty"),
+        *[("D", r, "case D: images/D_T2.nii.gz: image has NaN voxels") for r in sorted(paths)],
+    ]
+    back = pd.read_csv(ex, sep="\t")
+    assert list(back.columns) == ["case_id", "reader", "reason"]
+    assert back.values.tolist() == [list(row) for row in excl]
+    long = _read_batch(out)
+    pairs = sorted(set(map(tuple, long[["case_id", "reader"]].values.tolist())))
+    assert pairs == [("C", "R1"), ("C", "R2"), ("C", "R3"), ("E", "R1")]
+    for case, r in pairs:  # each equals a single-reader extraction
+        single = features.extract_case(case, "T2", r, ip, paths[r], tmp_path / "s.parquet", cfg)
+        got = long[(long["case_id"] == case) & (long["reader"] == r)]
+        assert got["feature"].tolist() == list(single.columns)
+        assert got["value"].tolist() == single.iloc[0].tolist()
 
 
-def test_extract_readers_only_the_needed_readers(tmp_path):
+def test_extract_batch_crashed_case_is_excluded_alone(tmp_path, monkeypatch):
+    """A case whose process dies (segfault, OOM kill) is excluded with how it died."""
+    import os
+    import signal
+
     image, mask = small_volume(seed=7)
     ip, paths = reader_masks(tmp_path, image, mask)
-    outs = {r: tmp_path / f"features_{r}.parquet" for r in paths}
-    reasons = features.extract_readers(
-        "X9", "T2", ip, paths, outs, {"params": "mri_fast.yaml"}, needed=["R1"]
-    )
-    assert reasons["R1"] is None and marker_reason(outs["R1"]) is None
-    for r in ("R2", "R3"):
-        assert marker_reason(outs[r]) == reasons[r]
-        assert reasons[r].startswith(f"case X9: {paths[r]}: features of reader {r} not extracted")
+    real = features.case_features
+
+    def crash_on_b(case, *args):
+        if case == "B":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(case, *args)
+
+    monkeypatch.setattr(features, "case_features", crash_on_b)  # inherited by the fork
+    cases = {c: {"image": ip, "masks": {"R1": paths["R1"]}} for c in ("A", "B", "C")}
+    out, ex = tmp_path / "b.parquet", tmp_path / "b.excluded.tsv"
+    excl = features.extract_batch("T2", cases, {"params": "mri_fast.yaml"}, out, ex, workers=2)
+    assert excl == [
+        (
+            "B",
+            "R1",
+            f"case B: {ip}: feature extraction crashed: its process was killed by SIGKILL "
+            "(out of memory?)",
+        )
+    ]
+    long = _read_batch(out)
+    assert sorted(set(long["case_id"])) == ["A", "C"]
+    a, c = (long[long["case_id"] == k]["value"].tolist() for k in ("A", "C"))
+    assert a == c  # same image and mask: same values, whichever process ran them
