@@ -181,8 +181,8 @@ def measure(tmp: Path, name: str, data: Path, cfg: dict, batch_sizes=(None,), ro
     (prep / "config.yaml").write_text(yaml.safe_dump(cfg))
     # one copy of the cohort, linked from every workdir: the sheet's paths resolve
     # to the same files, so the copies below find their preprocessing up to date
-    shutil.copytree(data, tmp / f"{name}_data")
-    (prep / "data").symlink_to(tmp / f"{name}_data")
+    shutil.copytree(data, tmp / f"{name}_cohort")
+    (prep / "data").symlink_to(tmp / f"{name}_cohort")
     smk(prep, "--cores", "2", "--until", "normalize_image")  # preprocessing: not timed
     out = {}
     for size, n_rounds in zip(batch_sizes, rounds, strict=True):
