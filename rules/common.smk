@@ -176,12 +176,17 @@ def normalization_extra(wildcards):
     return out
 
 
-def center_assembly_inputs(wildcards):
+def center_batch_inputs(wildcards):
+    """features / excluded: one center's extraction batches (every sequence), paired
+    by position."""
     pairs = center_batch_files(wildcards.center)
+    return {"features": [f for f, _ in pairs], "excluded": [e for _, e in pairs]}
+
+
+def center_assembly_inputs(wildcards):
     out = {
         "sheet": f"results/cohort/centers/{wildcards.center}.tsv",
-        "features": [f for f, _ in pairs],
-        "excluded": [e for _, e in pairs],
+        **center_batch_inputs(wildcards),
     }
     if config["deep"]["enabled"]:  # per-center deep tables (one network load each)
         out["deep"] = [

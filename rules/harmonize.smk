@@ -63,8 +63,7 @@ else:
 
 rule assemble_readers:
     input:
-        features=lambda wildcards: [f for f, _ in center_batch_files(wildcards.center)],
-        excluded=lambda wildcards: [e for _, e in center_batch_files(wildcards.center)],
+        unpack(center_batch_inputs),
     output:
         table="results/features/readers/{center}.parquet",
     log:
