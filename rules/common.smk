@@ -10,6 +10,7 @@ that adding a center never touches the files of the old ones.
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
@@ -101,6 +102,24 @@ BATCHES = {
     c: rs_cohort.batches(cases, config["features"]["batch_size"])
     for c, cases in CENTER_CASES.items()
 }
+
+
+def total_cores():
+    """This run's --cores; 1 where there is none (a cluster executor's run)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+# threads per extraction batch: enough for the batches to fill --cores (one batch on
+# 2 cores: 2 threads, 4 batches: 1 each, side by side); --set-threads overrides (the
+# SLURM profile sets 2: a cluster run has no --cores to share out)
+EXTRACT_THREADS = rs_cohort.batch_threads(
+    len(SEQS) * sum(len(b) for b in BATCHES.values()),
+    total_cores(),
+    max((len(v) for b in BATCHES.values() for v in b.values()), default=1),
+)
 
 
 def batch_files(center, seq):

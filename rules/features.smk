@@ -11,7 +11,10 @@ Outputs: results/features/radiomics/{seq}/{center}/batch{batch}.parquet  pyradio
 extract_radiomics runs per batch of features.batch_size cases of one center (each
 center's sorted cases in runs of that size: a new center gets batches of its own):
 the interpreter and pyradiomics start once per batch, and each case runs in its own
-forked process (a crash excludes that case only), two at once (threads: 2).
+forked process (a crash excludes that case only), one per thread at once; the
+threads per batch job follow --cores and the number of batches (EXTRACT_THREADS:
+one batch on 2 cores gets both, four batches get one each and run side by side),
+and each case process keeps ITK's filters to its share of them.
 Every reader's mask of a case is extracted in one pass: each image filter (wavelet,
 LoG, ...) is applied once for all the masks (radstudy.features.compute_features).
 Only the masks the analysis uses are extracted: the model reader's for every case,
@@ -38,7 +41,7 @@ rule extract_radiomics:
         "case"
     conda:
         "../envs/imaging.yaml"
-    threads: 2  # cases of the batch at once (Snakemake lowers it to --cores)
+    threads: EXTRACT_THREADS  # cases of the batch at once (see common.smk)
     resources:
         mem_mb=batch_mem_mb,
         runtime=batch_runtime,

@@ -122,10 +122,11 @@ def _died(exitcode: int | None) -> str:
 
 
 def run_isolated(
-    fn: Callable, items: Mapping[str, object], workers: int = 1
+    fn: Callable, items: Mapping[str, object], workers: int = 1, order=None
 ) -> Iterator[tuple[str, str, object]]:
     """``fn(items[key])`` for every key, each in its own forked process, at most
-    ``workers`` at a time; yields ``(key, status, value)`` as each finishes.
+    ``workers`` at a time, started in ``order`` (default: sorted keys); yields
+    ``(key, status, value)`` as each finishes.
 
     status ``"ok"``: value is what ``fn`` returned; ``"error"``: ``fn`` raised and
     value is ``"Type: message"``; ``"died"``: the process crashed (a segfault in a
@@ -139,7 +140,9 @@ def run_isolated(
     not say which item crashed or how.
     """
     ctx = mp.get_context("fork")
-    todo = sorted(items)
+    todo = sorted(items) if order is None else list(order)
+    if sorted(todo) != sorted(items):
+        raise ValueError("run_isolated: order must list every item once")
     running: dict = {}
     while todo or running:
         while todo and len(running) < max(1, workers):

@@ -1,6 +1,7 @@
 """Exclusion markers: a bad case is excluded with its reason; others go on."""
 
 import pandas as pd
+import pytest
 
 from radstudy.casestep import marker_reason, run_case_step, run_isolated, write_marker
 from radstudy.errors import CaseError
@@ -146,3 +147,12 @@ def test_run_isolated_one_crash_never_takes_the_others_down():
             "k6": ("ok", 36),
             "k7": ("ok", 49),
         }, workers
+
+
+def test_run_isolated_starts_items_in_the_given_order():
+    items = {"a": 1, "b": 2, "c": 3}
+    got = [k for k, _, _ in run_isolated(_square_or_fail, items, 1, order=["c", "a", "b"])]
+    assert got == ["c", "a", "b"]  # one worker: each finishes before the next starts
+    assert [k for k, _, _ in run_isolated(_square_or_fail, items, 1)] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="every item once"):
+        list(run_isolated(_square_or_fail, items, 1, order=["c", "a"]))

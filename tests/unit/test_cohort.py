@@ -114,6 +114,27 @@ def test_materialize_keeps_unchanged_center_files(tmp_path):
     assert (out / "centers" / "NEW.tsv").is_file()
 
 
+@pytest.mark.parametrize(
+    ("n_batches", "cores", "largest", "threads"),
+    [
+        (1, 2, 16, 2),  # one small center: both cores in its one job
+        (2, 2, 16, 1),  # two jobs side by side
+        (4, 2, 15, 1),  # the demo: four centers
+        (3, 2, 16, 2),  # 1 thread: two waves of jobs; 2 threads: 1.5 job-lengths
+        (5, 2, 16, 2),
+        (7, 16, 16, 16),  # 7 x 16 cases on 16 cores: 7 case-lengths (2 threads: 8)
+        (8, 16, 16, 2),  # 8 jobs of 2 threads: one wave of 8 case-lengths
+        (1, 16, 3, 3),  # no more threads than cases
+        (4, 1, 16, 1),
+        (0, 2, 0, 1),  # empty cohort
+    ],
+)
+def test_batch_threads_fill_the_cores(n_batches, cores, largest, threads):
+    from radstudy.cohort import batch_threads
+
+    assert batch_threads(n_batches, cores, largest) == threads
+
+
 def test_batches_are_balanced_sorted_runs():
     from radstudy.cohort import batches
 

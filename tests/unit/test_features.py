@@ -876,3 +876,47 @@ def test_extract_batch_crashed_case_is_excluded_alone(tmp_path, monkeypatch):
     assert sorted(set(long["case_id"])) == ["A", "C"]
     a, c = (long[long["case_id"] == k]["value"].tolist() for k in ("A", "C"))
     assert a == c  # same image and mask: same values, whichever process ran them
+
+
+@pytest.mark.parametrize(
+    ("workers", "n_cases", "share"), [(2, 3, 1), (2, 1, 2), (4, 2, 2), (1, 3, 1)]
+)
+def test_extract_batch_case_processes_share_the_job_threads(
+    tmp_path, monkeypatch, workers, n_cases, share
+):
+    """Cases run at once keep ITK to their share of the job's threads (two cases on a
+    2-thread job: 1 ITK thread each, not 2 each on 2 cores); a lone case gets them all."""
+    image, mask = small_volume(seed=8)
+    ip, paths = reader_masks(tmp_path, image, mask)
+
+    def itk_threads(case, seq, image, masks, cfg):  # what ITK's filters would use here
+        n = float(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+        return {r: {f"{seq}__itk_threads": n} for r in masks}, {}
+
+    monkeypatch.setattr(features, "case_features", itk_threads)  # inherited by the fork
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    cases = {f"c{i}": {"image": ip, "masks": {"R1": paths["R1"]}} for i in range(n_cases)}
+    out, ex = tmp_path / "b.parquet", tmp_path / "b.excluded.tsv"
+    assert features.extract_batch("T2", cases, {"params": "mri_fast.yaml"}, out, ex, workers) == []
+    assert _read_batch(out)["value"].tolist() == [float(share)] * n_cases
+    assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before  # the job's own
+
+
+def test_largest_first_orders_a_batch_by_mask_bytes(tmp_path):
+    """The batch starts its largest cases first (mask bytes, both readers counted);
+    ties and missing masks by case id."""
+    image, mask = small_volume(seed=9)
+    ip, paths = reader_masks(tmp_path, image, mask)
+    small = tmp_path / "m_small.nii.gz"
+    tiny = sitk.Image(mask)
+    tiny[:, :, :] = 0
+    tiny[10, 10, 6] = 1
+    sitk.WriteImage(tiny, str(small))
+    cases = {
+        "a_small": {"image": ip, "masks": {"R1": small}},
+        "b_one": {"image": ip, "masks": {"R1": paths["R1"]}},
+        "c_two": {"image": ip, "masks": {"R1": paths["R1"], "R2": paths["R2"]}},
+        "d_gone": {"image": ip, "masks": {"R1": tmp_path / "missing.nii.gz"}},
+        "e_one": {"image": ip, "masks": {"R1": paths["R1"]}},
+    }
+    assert features.largest_first(cases) == ["c_two", "b_one", "e_one", "a_small", "d_gone"]
