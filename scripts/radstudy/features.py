@@ -391,7 +391,8 @@ def extract_batch(
     import pyarrow.parquet as pq
 
     warm_up(cfg)
-    share = max(1, max(1, workers) // max(1, min(workers, len(cases))))
+    workers = max(1, workers)
+    share = workers // max(1, min(workers, len(cases)))  # >= 1: at most workers at once
     items = {c: (c, seq, v["image"], dict(v["masks"]), cfg, share) for c, v in cases.items()}
     done: dict[str, dict] = {}
     excluded = []
