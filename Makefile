@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo test test-fast lint format bench clean venv
+.PHONY: demo test test-fast lint format docs bench clean venv
 
 venv: $(VENV)/.installed
 
@@ -38,6 +38,10 @@ lint: venv
 format: venv
 	$(BIN)/ruff format scripts tests bench
 	$(BIN)/snakefmt Snakefile rules
+
+## docs: regenerate README.md's configuration table from config.schema.yaml
+docs: venv
+	$(BIN)/python -m radstudy.configdoc
 
 bench: venv
 	$(BIN)/python bench/bench_pipeline.py

@@ -1,14 +1,22 @@
 """radstudy: multi-center radiomics study from images + cohort sheet to report."""
 
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The demo study (config.yaml beside this file) runs only when no config is given:
+# `--configfile my_study.yaml` means exactly that file plus the schema's defaults
+# (config.schema.yaml), never the demo's keys. As a module, the caller's config.
+if not workflow.overwrite_configfiles:
+
+    configfile: Path(workflow.current_basedir.get_path_or_uri(secret_free=True)) / "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/cohort.smk"
 include: "rules/preprocess.smk"
 include: "rules/segment.smk"
 include: "rules/features.smk"

@@ -1,27 +1,42 @@
 """Config + cohort sheet: validate, derive case lists, input functions. No rules.
 
-Reads config.yaml (validated against config.schema.yaml) and the cohort sheet
-(validated against rules/schemas/cases.schema.yaml). Writes, at parse time and
-only when their content changes, results/cohort/cases.tsv,
-results/cohort/sheet_excluded.tsv and results/cohort/centers/{center}.tsv, so
-that adding a center never touches the files of the old ones.
+Checks the config (unknown keys, types, cross-key rules; radstudy.config), fills in
+the schema's defaults (config.schema.yaml, the only place defaults live), and reads
+the cohort sheet (validated against rules/schemas/cases.schema.yaml). Writes nothing
+(except the synthetic demo cohort when its sheet is missing): the validated sheet
+goes to rule register_cohort / register_center as params.
 """
 
 import sys
+from functools import cache
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+# the workflow's own folder (not workflow.basedir, which is the caller's folder when
+# radstudy runs as a module of a user's project)
+RADSTUDY = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parent
+sys.path.insert(0, str(RADSTUDY / "scripts"))
 
 from radstudy import cohort as rs_cohort  # noqa: E402
+from radstudy import config as rs_config  # noqa: E402
 from radstudy.errors import ConfigError  # noqa: E402
 
-validate(config, Path(workflow.basedir) / "config.schema.yaml")
+SCHEMA = RADSTUDY / "config.schema.yaml"
+try:  # unknown keys and type errors as one line each, naming the key
+    rs_config.check_config(config, rs_config.load_schema(SCHEMA))
+except ConfigError as err:
+    raise WorkflowError(str(err))
+validate(config, str(SCHEMA))  # fills in the schema's defaults (the only defaults)
+config.update(rs_config.unshare(config))
+try:
+    rs_config.check_semantics(config)
+except ConfigError as err:
+    raise WorkflowError(str(err))
 
 # feature-table entry point: features given, no image stages (sequences/readers [])
-FEATURE_TABLE = config["cohort"].get("features_table") or ""
+FEATURE_TABLE = config["cohort"]["features_table"]
 if FEATURE_TABLE and (config["cohort"]["sequences"] or config["cohort"]["readers"]):
     raise WorkflowError(
         "config cohort.features_table is set: set cohort.sequences and cohort.readers "
@@ -37,12 +52,21 @@ try:
     CASES, SHEET_EXCLUDED = rs_cohort.load_cohort(
         config["cohort"]["sheet"],
         config,
-        Path(workflow.basedir) / "rules" / "schemas" / "cases.schema.yaml",
+        RADSTUDY / "rules" / "schemas" / "cases.schema.yaml",
     )
 except ConfigError as err:
     raise WorkflowError(f"cohort sheet: {err}")
 
-rs_cohort.materialize(CASES, SHEET_EXCLUDED, "results/cohort")
+# the sheet's rows per center as TSV text: rule register_center's params (a center's
+# file is rewritten only when its rows change; nothing is written at parse time)
+CENTER_SHEETS = {
+    c: rs_cohort.to_tsv(rows) for c, rows in CASES.groupby("center", sort=True)
+}
+
+
+def center_sheet_text(wildcards):
+    return CENTER_SHEETS[wildcards.center]
+
 
 try:
     from radstudy.features import check_params
@@ -52,8 +76,7 @@ except ConfigError as err:
     raise WorkflowError(f"config features: {err}")
 
 NON_FEATURE_COLUMNS = sorted(
-    set(rs_cohort.required_columns(config))
-    | set(config["cohort"].get("descriptors", []))
+    set(rs_cohort.required_columns(config)) | set(config["cohort"]["descriptors"])
 )
 SEQS = list(config["cohort"]["sequences"])
 READERS = list(config["cohort"]["readers"])
@@ -65,11 +88,12 @@ MODELS = {ep: sorted(config["models"].get(ep, {})) for ep in ENDPOINTS}
 ROW = CASES.set_index("case_id")
 TRAIN_IDS = sorted(ROW.index[ROW["split"] == "train"])
 TRAIN_SET = frozenset(TRAIN_IDS)
-ORGAN_COL = config["cohort"].get("organ_mask_column") or None
+ORGAN_COL = config["cohort"]["organ_mask_column"] or None
 SEG_READERS = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
     config["segmentation"]["method"]
 ]
-MODEL_READER = config["features"]["model_reader"]
+# features.model_reader: empty means the reference reader (schema)
+MODEL_READER = config["features"]["model_reader"] or REF_READER
 # masks whose features are extracted: readers + segmentation pseudo-readers
 FEATURE_READERS = READERS + SEG_READERS
 # masks carried through preprocessing: every reader, plus the organ mask if given
@@ -138,13 +162,13 @@ SHEET_ROWS = ROW.to_dict("index")
 
 
 def sheet_image(wildcards):
-    return SHEET_ROWS[wildcards.case][f"image_{wildcards.seq}"]
+    return SHEET_ROWS[wildcards.case][rs_cohort.image_column(config, wildcards.seq)]
 
 
 def sheet_masks(wildcards):
     """Reader masks given in the sheet (empty cells are skipped)."""
     row = SHEET_ROWS[wildcards.case]
-    masks = {r: row[f"mask_{r}"] for r in READERS}
+    masks = {r: row[rs_cohort.mask_column(config, r)] for r in READERS}
     if ORGAN_COL:
         masks["organ"] = row[ORGAN_COL]
     return {r: p for r, p in masks.items() if p is not None}
@@ -295,10 +319,9 @@ def deep_checkpoint(wildcards):
 
 
 def deep_endpoint(wildcards):
-    """Column the ResNet is trained on: deep.endpoint, else the first binary endpoint,
-    else the event indicator of the first survival endpoint."""
-    name = config["deep"].get("endpoint") or ENDPOINTS[0]
-    ep = config["endpoints"][name]
+    """Column the ResNet is trained on: deep.endpoint's column (binary) or event
+    indicator (survival); the config must name it when deep features are on."""
+    ep = config["endpoints"][config["deep"]["endpoint"]]
     return ep["column"] if ep["type"] == "binary" else ep["event"]
 
 
@@ -354,7 +377,10 @@ def _median_spacings():
     from radstudy.preprocess import median_spacing
 
     train = ROW.loc[TRAIN_IDS]
-    return {s: median_spacing(train[f"image_{s}"].tolist()) for s in SEQS}
+    return {
+        s: median_spacing(train[rs_cohort.image_column(config, s)].tolist())
+        for s in SEQS
+    }
 
 
 MEDIAN_SPACING = (
@@ -368,3 +394,53 @@ def prepare_cfg(wildcards):
     if wildcards.seq in MEDIAN_SPACING:
         cfg["median_spacing"] = MEDIAN_SPACING[wildcards.seq]
     return cfg
+
+
+# ------------------------------------------------------------------ params per rule
+# Each rule's params hold only the config it reads (radstudy.config.subtree), so an
+# edit elsewhere in the config reruns nothing; `code` is a hash of the package modules
+# the rule's script runs, so a changed module reruns the jobs it produced.
+
+
+@cache
+def code_version(rule_name):
+    """Hash of the radstudy code that scripts/{rule_name}.py runs."""
+    scripts = RADSTUDY / "scripts"
+    return rs_config.code_stamp(scripts / f"{rule_name}.py", scripts / "radstudy")
+
+
+def model_keys(wildcards):
+    """Config a model's fit reads: its endpoint, its spec, harmonisation, selection."""
+    ep, model = wildcards.endpoint, wildcards.model
+    keys = ["seed", "study.name", f"endpoints.{ep}", f"models.{ep}.{model}"]
+    keys.append("harmonization")
+    if "selection" not in config["models"][ep][model]:
+        keys.append("selection")
+    return keys
+
+
+def fit_model_cfg(wildcards):
+    return rs_config.subtree(config, *model_keys(wildcards))
+
+
+def cross_validate_cfg(wildcards):
+    keys = model_keys(wildcards) + [
+        "evaluation.cv",
+        "evaluation.shuffled_null",
+        "evaluation.loco",
+    ]
+    return rs_config.subtree(config, *keys)
+
+
+def predict_cfg(wildcards):
+    return rs_config.subtree(config, f"endpoints.{wildcards.endpoint}")
+
+
+def evaluate_cfg(wildcards):
+    return rs_config.subtree(
+        config,
+        "seed",
+        f"endpoints.{wildcards.endpoint}",
+        "evaluation.bootstrap",
+        "evaluation.threshold",
+    )

@@ -32,6 +32,7 @@ rule evaluate_model:
         mem_mb=2000,
         runtime=20,
     params:
-        cfg=config,
+        code=code_version("evaluate_model"),
+        cfg=evaluate_cfg,
     script:
         "../scripts/evaluate_model.py"

@@ -46,6 +46,7 @@ rule extract_radiomics:
         mem_mb=batch_mem_mb,
         runtime=batch_runtime,
     params:
+        code=code_version("extract_radiomics"),
         cfg=config["features"],
         cases=batch_cases,
     script:
@@ -75,6 +76,7 @@ rule fit_deep:
         mem_mb=8000,
         runtime=120,
     params:
+        code=code_version("fit_deep"),
         cfg=config["deep"],
         cases=TRAIN_IDS,
         endpoint=deep_endpoint,
@@ -100,6 +102,7 @@ rule extract_deep:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code_version("extract_deep"),
         cases=lambda wildcards: center_cases(wildcards.center),
         cfg=config["deep"],
         seed=config["seed"],

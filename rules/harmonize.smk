@@ -33,6 +33,7 @@ if FEATURE_TABLE:
             mem_mb=4000,
             runtime=10,
         params:
+            code=code_version("import_center"),
             clinical=config["cohort"]["clinical"],
             non_features=NON_FEATURE_COLUMNS,
         script:
@@ -55,6 +56,7 @@ else:
             mem_mb=4000,
             runtime=10,
         params:
+            code=code_version("assemble_center"),
             reader=MODEL_READER,
             clinical=config["cohort"]["clinical"],
         script:
@@ -75,6 +77,7 @@ rule assemble_readers:
         mem_mb=4000,
         runtime=10,
     params:
+        code=code_version("assemble_readers"),
         cases=center_train_cases,
         readers=READERS,
     script:
@@ -95,6 +98,8 @@ rule collect_exclusions:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_version("collect_exclusions"),
     script:
         "../scripts/collect_exclusions.py"
 
@@ -114,6 +119,7 @@ rule fit_combat:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_version("fit_combat"),
         cfg=config["harmonization"],
     script:
         "../scripts/fit_combat.py"
@@ -133,5 +139,7 @@ rule harmonize_center:
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        code=code_version("harmonize_center"),
     script:
         "../scripts/harmonize_center.py"

@@ -29,7 +29,8 @@ rule fit_model:
         mem_mb=4000,
         runtime=60,
     params:
-        cfg=config,
+        code=code_version("fit_model"),
+        cfg=fit_model_cfg,
     script:
         "../scripts/fit_model.py"
 
@@ -52,7 +53,8 @@ rule cross_validate_model:
         mem_mb=4000,
         runtime=120,
     params:
-        cfg=config,
+        code=code_version("cross_validate_model"),
+        cfg=cross_validate_cfg,
     script:
         "../scripts/cross_validate_model.py"
 
@@ -74,6 +76,7 @@ rule predict_center:
         mem_mb=2000,
         runtime=10,
     params:
-        cfg=config,
+        code=code_version("predict_center"),
+        cfg=predict_cfg,
     script:
         "../scripts/predict_center.py"

@@ -33,6 +33,7 @@ rule prepare_image:
         mem_mb=2000,
         runtime=20,
     params:
+        code=code_version("prepare_image"),
         masks=sheet_masks,
         readers=PREP_MASKS,
         ref_reader=REF_READER,
@@ -55,6 +56,7 @@ rule fit_nyul:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_version("fit_nyul"),
         cfg=config["preprocess"],
     script:
         "../scripts/fit_nyul.py"
@@ -79,6 +81,7 @@ rule normalize_image:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_version("normalize_image"),
         cfg=config["preprocess"],
     script:
         "../scripts/normalize_image.py"

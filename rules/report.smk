@@ -48,6 +48,7 @@ rule render_report:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_version("render_report"),
         cfg=config,
     script:
         "../scripts/render_report.py"

@@ -34,6 +34,7 @@ rule segment_slic_fcm:
         mem_mb=4000,
         runtime=30,
     params:
+        code=code_version("segment_slic_fcm"),
         cfg=config["segmentation"],
         seed=config["seed"],
     script:
@@ -64,6 +65,7 @@ rule evaluate_segmentation:
         mem_mb=4000,
         runtime=20,
     params:
+        code=code_version("evaluate_segmentation"),
         masks=segmentation_mask_rows,
         memberships=segmentation_membership_rows,
         images=segmentation_image_rows,
@@ -90,6 +92,7 @@ rule segment_nnunet:
         mem_mb=8000,
         runtime=60,
     params:
+        code=code_version("segment_nnunet"),
         cfg=config["segmentation"],
     script:
         "../scripts/segment_nnunet.py"

@@ -24,6 +24,7 @@ rule compute_icc:
         mem_mb=4000,
         runtime=30,
     params:
+        code=code_version("compute_icc"),
         cfg=config["reproducibility"],
         readers=READERS,
         repeats=config["cohort"]["repeats"],

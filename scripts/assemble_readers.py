@@ -1,5 +1,11 @@
 """Glue for rule assemble_readers: long table (case x reader) of one center."""
 
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
 from radstudy.logs import setup_logging
 from radstudy.tables import assemble_readers
 

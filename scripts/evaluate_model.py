@@ -1,5 +1,11 @@
 """Glue for rule evaluate_model: metrics with CIs per cohort, curve data for figures."""
 
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
 from radstudy.logs import setup_logging
 from radstudy.stages import evaluate_model
 

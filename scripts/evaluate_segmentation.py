@@ -1,5 +1,11 @@
 """Glue for rule evaluate_segmentation: agreement tables for one sequence."""
 
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
 from pathlib import Path
 
 from radstudy.logs import setup_logging

@@ -1,5 +1,11 @@
 """Glue for rule extract_deep: ResNet features of one center x seq (one network load)."""
 
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
 from radstudy.deep import extract_deep_center
 from radstudy.logs import setup_logging
 

@@ -1,5 +1,11 @@
 """Glue for rule fit_deep: train the ResNet on the training cases of one sequence."""
 
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
 import json
 
 import pandas as pd

@@ -1,5 +1,11 @@
 """Glue for rule normalize_image: z-score in ROI or Nyul landmarks, one case x seq."""
 
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
 from radstudy.casestep import run_case_step
 from radstudy.logs import setup_logging
 from radstudy.preprocess import normalize_case

@@ -1,5 +1,11 @@
 """Glue for rule segment_slic_fcm: SLIC superpixels + fuzzy c-means tumor mask."""
 
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
 from radstudy.casestep import run_case_step
 from radstudy.logs import setup_logging
 from radstudy.segment import segment_case

@@ -1,7 +1,9 @@
 """The cohort sheet: load, validate, apply inclusion criteria, slice per center.
 
 The sheet (TSV) has one row per case. Which columns it needs follows from the
-config: ``image_{seq}`` per sequence, ``mask_{reader}`` per reader, clinical
+config: an image column per sequence and a mask column per reader (named by the
+templates ``cohort.image_column`` and ``cohort.mask_column``, by default
+``image_{seq}`` and ``mask_{reader}``), clinical
 columns and the outcome columns of every endpoint. Paths are relative to the
 sheet's folder unless absolute. Every error names the row and the column and
 stops the run before any job starts (:class:`ConfigError`).
@@ -22,21 +24,39 @@ from radstudy.errors import ConfigError
 SPLITS = ("train", "test", "external")
 
 
+def image_column(cfg: dict, seq: str) -> str:
+    """The sheet column of a sequence's image (``cohort.image_column``)."""
+    return cfg["cohort"]["image_column"].format(seq=seq)
+
+
+def mask_column(cfg: dict, reader: str) -> str:
+    """The sheet column of a reader's mask (``cohort.mask_column``)."""
+    return cfg["cohort"]["mask_column"].format(reader=reader)
+
+
+def path_columns(cfg: dict) -> list[str]:
+    """Columns holding file paths: images, reader masks, the organ mask."""
+    c = cfg["cohort"]
+    cols = [image_column(cfg, s) for s in c["sequences"]]
+    cols += [mask_column(cfg, r) for r in c["readers"]]
+    return cols + ([c["organ_mask_column"]] if c["organ_mask_column"] else [])
+
+
 def required_columns(cfg: dict) -> dict[str, str]:
     """Columns the config asks for, mapped to their kind (for error messages)."""
     c = cfg["cohort"]
     cols = {"case_id": "id", "center": "meta", "split": "meta"}
-    cols.update({f"image_{s}": "image" for s in c["sequences"]})
-    cols.update({f"mask_{r}": "mask" for r in c["readers"]})
-    cols.update({col: "clinical" for col in c.get("clinical", [])})
-    cols.update({col: "descriptor" for col in c.get("descriptors", [])})
-    for name, ep in cfg.get("endpoints", {}).items():
+    cols.update({image_column(cfg, s): "image" for s in c["sequences"]})
+    cols.update({mask_column(cfg, r): "mask" for r in c["readers"]})
+    cols.update({col: "clinical" for col in c["clinical"]})
+    cols.update({col: "descriptor" for col in c["descriptors"]})
+    for name, ep in cfg["endpoints"].items():
         if ep["type"] == "binary":
             cols[ep["column"]] = f"outcome {name}"
         else:
             cols[ep["time"]] = f"outcome {name}"
             cols[ep["event"]] = f"outcome {name}"
-    if c.get("organ_mask_column"):
+    if c["organ_mask_column"]:
         cols[c["organ_mask_column"]] = "mask"
     return cols
 
@@ -52,7 +72,7 @@ def _row_schema(cfg: dict, base_schema: dict) -> dict:
             schema["properties"][col] = {"type": ["string", "null"]}
         elif kind.startswith("outcome") or kind in ("clinical", "descriptor"):
             schema["properties"][col] = {"type": ["number", "null"]}
-    for ep in cfg.get("endpoints", {}).values():
+    for ep in cfg["endpoints"].values():
         if ep["type"] == "binary":
             schema["properties"][ep["column"]] = {"enum": [0, 1, None]}
         else:
@@ -82,16 +102,15 @@ def _to_records(df: pd.DataFrame) -> list[dict]:
     return out
 
 
-def read_sheet(path: str | Path) -> pd.DataFrame:
-    """Read the sheet with every column as text first, then numbers where they parse."""
+def read_sheet(path: str | Path, text_columns=()) -> pd.DataFrame:
+    """Read the sheet with every column as text first, then numbers where they parse
+    (except ``text_columns`` and the id, center and split columns)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"cohort sheet {path} does not exist (config key cohort.sheet)")
     raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     df = raw.replace({"": None, "NA": None, "NaN": None, "nan": None})
-    text_cols = {"case_id", "center", "split"} | {
-        c for c in df.columns if c.startswith(("image_", "mask_")) or c.endswith("_mask")
-    }
+    text_cols = {"case_id", "center", "split"} | set(text_columns)
     for col in df.columns:
         if col in text_cols:
             continue
@@ -127,11 +146,11 @@ def validate_sheet(df: pd.DataFrame, cfg: dict, schema: dict, sheet: str = "case
         raise ConfigError(errors[0] + more + "\n" + "\n".join(errors[1:20]))
 
 
-def resolve_paths(df: pd.DataFrame, sheet_dir: Path) -> pd.DataFrame:
-    """Make image/mask paths absolute, relative to the sheet's folder."""
+def resolve_paths(df: pd.DataFrame, sheet_dir: Path, columns) -> pd.DataFrame:
+    """Make the paths in ``columns`` absolute, relative to the sheet's folder."""
     df = df.copy()
-    for col in df.columns:
-        if col.startswith(("image_", "mask_")) or col.endswith("_mask"):
+    for col in columns:
+        if col in df.columns:
             df[col] = [
                 None
                 if v is None
@@ -158,15 +177,16 @@ def apply_inclusion(df: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataF
             reasons.setdefault(cid, why)
 
     for seq in c["sequences"]:
-        exclude(df[f"image_{seq}"].isna(), f"no {seq} image (column image_{seq} empty)")
-    if c.get("segmentation_needs_reader", True) and c["readers"]:
+        col = image_column(cfg, seq)
+        exclude(df[col].isna(), f"no {seq} image (column {col} empty)")
+    if c["readers"]:
         ref = c["reference_reader"]
-        exclude(df[f"mask_{ref}"].isna(), f"no mask of reference reader {ref}")
-    for col in c.get("require", []):
+        exclude(df[mask_column(cfg, ref)].isna(), f"no mask of reference reader {ref}")
+    for col in c["require"]:
         if col not in df.columns:
             raise ConfigError(f"cohort.require names column '{col}' that the sheet lacks")
         exclude(df[col].isna(), f"missing required value '{col}'")
-    for expr in c.get("inclusion", []):
+    for expr in c["inclusion"]:
         try:
             keep = df.eval(expr)
         except Exception as err:  # pandas raises many types for a bad expression
@@ -189,9 +209,9 @@ def load_cohort(
     """Read, validate and filter the sheet: (included cases, sheet-level exclusions)."""
     sheet = Path(sheet)
     schema = yaml.safe_load(Path(schema_path).read_text())
-    df = read_sheet(sheet)
+    df = read_sheet(sheet, path_columns(cfg))
     validate_sheet(df, cfg, schema, sheet=str(sheet))
-    df = resolve_paths(df, sheet.resolve().parent)
+    df = resolve_paths(df, sheet.resolve().parent, path_columns(cfg))
     if df["split"].eq("train").sum() == 0:
         raise ConfigError(f"{sheet}: no row has split 'train'; nothing to fit on")
     return apply_inclusion(df, cfg)

@@ -592,13 +592,15 @@ def build_selector(spec: dict, random_state: int = 0) -> list[tuple[str, BaseEst
 
     Step names: concordance, variance, icc ({keep: [...]}), univariate, correlation,
     lasso, cox_lasso, mrmr, forward. Seeded steps get ``random_state`` unless the
-    block sets one.
+    block sets one. A step with ``enabled: false`` is left out.
     """
     steps = []
     for name, params in (spec or {}).items():
         if name not in STEPS:
             raise ValueError(f"unknown selection step {name!r}; choose from {sorted(STEPS)}")
         kwargs = dict(params or {})
+        if not kwargs.pop("enabled", True):
+            continue
         if name in SEEDED:
             kwargs.setdefault("random_state", random_state)
         try:

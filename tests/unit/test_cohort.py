@@ -6,23 +6,26 @@ import pandas as pd
 import pytest
 
 from radstudy.cohort import load_cohort, materialize, write_if_changed
+from radstudy.config import with_defaults
 from radstudy.errors import ConfigError
 
 SCHEMA = Path(__file__).resolve().parents[2] / "rules" / "schemas" / "cases.schema.yaml"
-CFG = {
-    "cohort": {
-        "sequences": ["T2"],
-        "readers": ["R1", "R2"],
-        "reference_reader": "R1",
-        "clinical": ["age"],
-        "require": ["age"],
-        "inclusion": [],
-    },
-    "endpoints": {
-        "rec": {"type": "binary", "column": "label"},
-        "efs": {"type": "survival", "time": "t", "event": "e"},
-    },
-}
+CFG = with_defaults(
+    {
+        "cohort": {
+            "sequences": ["T2"],
+            "readers": ["R1", "R2"],
+            "reference_reader": "R1",
+            "clinical": ["age"],
+            "require": ["age"],
+            "inclusion": [],
+        },
+        "endpoints": {
+            "rec": {"type": "binary", "column": "label"},
+            "efs": {"type": "survival", "time": "t", "event": "e"},
+        },
+    }
+)
 
 
 def _sheet(tmp_path, rows=None, **changes) -> Path:

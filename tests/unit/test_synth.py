@@ -116,6 +116,7 @@ def test_sheet_columns_splits_and_paths(tiny):
 
 def test_sheet_passes_the_cohort_schema(tiny):
     from radstudy.cohort import load_cohort
+    from radstudy.config import with_defaults
 
     out, _ = tiny
     schema = Path(__file__).resolve().parents[2] / "rules" / "schemas" / "cases.schema.yaml"
@@ -133,7 +134,7 @@ def test_sheet_passes_the_cohort_schema(tiny):
             "efs": {"type": "survival", "time": "efs_time", "event": "efs_event"},
         },
     }
-    cases, excluded = load_cohort(out / "cases.tsv", cfg, schema)
+    cases, excluded = load_cohort(out / "cases.tsv", with_defaults(cfg), schema)
     assert len(cases) == 8 and len(excluded) == 0
 
 

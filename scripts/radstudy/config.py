@@ -1,0 +1,249 @@
+"""The study config: unknown keys, schema errors and cross-key checks as one-line errors.
+
+The schema (config.schema.yaml) is the one place where defaults live; Snakemake's
+``validate(..., set_default=True)`` fills them in. Before that, :func:`check_config`
+turns what jsonschema would report as a page of text into one line that names the
+key, where it is, and what to do: an unknown key gets the nearest valid key
+(``config key evaluation.bootsrap is not known; did you mean bootstrap?``). After
+the defaults are in, :func:`check_semantics` checks what a schema cannot express
+(a model for an endpoint that does not exist, a reference reader that is not a
+reader, a deep-learning endpoint that is not an endpoint, ...).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from radstudy.errors import ConfigError
+
+# the workflow's schema (scripts/radstudy/ -> the repository root)
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config.schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def with_defaults(config: dict, schema: dict | None = None) -> dict:
+    """A copy of ``config`` with the schema's defaults filled in, the way Snakemake's
+    ``validate(..., set_default=True)`` fills them (for code and tests that build a
+    config without the workflow). Validation errors are not raised here."""
+    from jsonschema import validators
+
+    schema = load_schema() if schema is None else schema
+    base = Draft202012Validator
+    props = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, sub):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(key, json.loads(json.dumps(subschema["default"])))
+        yield from props(validator, properties, instance, sub)
+
+    filler = validators.extend(base, {"properties": set_defaults})
+    out = unshare(config)
+    registry = Registry().with_resource("", Resource.from_contents(schema))
+    for _ in filler(schema, registry=registry).iter_errors(out):
+        pass
+    return out
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    """Follow a local ``$ref`` (``#/$defs/name``), keeping the sibling keys."""
+    while isinstance(schema, dict) and "$ref" in schema:
+        ref = schema["$ref"]
+        if not ref.startswith("#/"):
+            raise ValueError(f"only local $refs are supported, not {ref!r}")
+        node = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        schema = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
+
+
+def _where(path: tuple) -> str:
+    return ".".join(str(p) for p in path) if path else "the top level"
+
+
+def unknown_keys(config: dict, schema: dict) -> Iterator[str]:
+    """One message per key the schema does not know, with the nearest valid key."""
+
+    def walk(node, sub: dict, path: tuple) -> Iterator[str]:
+        sub = _resolve(sub, schema)
+        if not isinstance(node, dict) or sub.get("type") not in ("object", None):
+            return
+        props = sub.get("properties", {})
+        extra = sub.get("additionalProperties", True)
+        for key, value in node.items():
+            if key in props:
+                yield from walk(value, props[key], (*path, key))
+            elif extra is False:
+                near = difflib.get_close_matches(str(key), list(props), n=1, cutoff=0.6)
+                hint = f"; did you mean {near[0]}?" if near else ""
+                valid = ", ".join(props)
+                yield (
+                    f"config key {_where((*path, key))} is not known{hint} "
+                    f"(valid keys in {_where(path)}: {valid})"
+                )
+            elif isinstance(extra, dict):
+                yield from walk(value, extra, (*path, key))
+
+    yield from walk(config, schema, ())
+
+
+def _one_line(err) -> str:
+    path = tuple(err.absolute_path)
+    where = f"config key {_where(path)}" if path else "config"
+    if err.validator == "required":
+        return f"{where}: {err.message} (see config.schema.yaml)"
+    if err.validator in ("oneOf", "anyOf"):
+        return f"{where}: {err.instance!r} is not valid ({err.schema.get('description', '')})"
+    return f"{where}: {err.message}"
+
+
+def check_config(config: dict, schema: dict) -> None:
+    """Raise :class:`ConfigError` (one line first) on unknown keys or schema errors."""
+    problems = list(unknown_keys(config, schema))
+    if not problems:
+        registry = Registry().with_resource("", Resource.from_contents(schema))
+        validator = Draft202012Validator(schema, registry=registry)
+        errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+        problems = [_one_line(e) for e in errors]
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more + "".join("\n" + p for p in problems[1:10]))
+
+
+def unshare(config: dict) -> dict:
+    """A deep copy without shared sub-dicts (jsonschema's default filling inserts the
+    schema's own default objects, so two map entries can hold the same dict)."""
+    return json.loads(json.dumps(config))
+
+
+def check_semantics(config: dict) -> None:
+    """Cross-key checks on a config with its defaults filled in (ConfigError)."""
+    c = config["cohort"]
+    readers = list(c["readers"])
+    problems: list[str] = []
+    pseudo = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
+        config["segmentation"]["method"]
+    ]
+    if readers and c["reference_reader"] not in readers:
+        problems.append(
+            f"config key cohort.reference_reader: {c['reference_reader']!r} is not one of "
+            f"cohort.readers ({', '.join(readers)})"
+        )
+    model_reader = config["features"]["model_reader"]
+    if readers and model_reader and model_reader not in readers + pseudo:
+        problems.append(
+            f"config key features.model_reader: {model_reader!r} is not one of the readers "
+            f"or pseudo-readers ({', '.join(readers + pseudo)})"
+        )
+    for rep, orig in c["repeats"].items():
+        for name in (rep, orig):
+            if name not in readers:
+                problems.append(
+                    f"config key cohort.repeats: {name!r} is not one of cohort.readers "
+                    f"({', '.join(readers) or 'none'})"
+                )
+    for cov in config["harmonization"]["covariates"]:
+        if cov not in c["clinical"]:
+            problems.append(
+                f"config key harmonization.covariates: {cov!r} is not one of cohort.clinical"
+            )
+    endpoints = config["endpoints"]
+    for ep, models in config["models"].items():
+        if ep not in endpoints:
+            problems.append(
+                f"config key models.{ep}: no endpoint {ep!r} (endpoints: {', '.join(endpoints)})"
+            )
+            continue
+        kind = endpoints[ep]["type"]
+        for name, spec in models.items():
+            where = f"config key models.{ep}.{name}"
+            if kind == "binary" and "classifier" not in spec:
+                problems.append(f"{where}: binary endpoint {ep!r} needs a classifier")
+            if kind == "survival" and "cox" not in spec:
+                problems.append(f"{where}: survival endpoint {ep!r} needs a cox block")
+            if kind == "binary" and "cox" in spec:
+                problems.append(f"{where}: cox is for survival endpoints; {ep!r} is binary")
+            if kind == "survival" and "classifier" in spec:
+                problems.append(f"{where}: classifier is for binary endpoints; {ep!r} is survival")
+            if "deep" in spec["groups"] and not config["deep"]["enabled"]:
+                problems.append(f"{where}: uses deep features but deep.enabled is false")
+    deep = config["deep"]
+    if deep["enabled"] and deep["endpoint"] not in endpoints:
+        problems.append(
+            f"config key deep.endpoint: {deep['endpoint']!r} is not one of the endpoints "
+            f"({', '.join(endpoints)})"
+        )
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more + "".join("\n" + p for p in problems[1:10]))
+
+
+def subtree(config: dict, *keys: str) -> dict:
+    """The parts of ``config`` a job reads, as a fresh dict: ``subtree(cfg, "seed",
+    "models.efs.cox")`` -> ``{"seed": 42, "models": {"efs": {"cox": {...}}}}``.
+    Rules pass only these as params, so an edit elsewhere in the config does not
+    rerun the job."""
+    out: dict = {}
+    for dotted in keys:
+        *path, last = dotted.split(".")
+        src, dst = config, out
+        for p in path:
+            src = src[p]
+            dst = dst.setdefault(p, {})
+        dst[last] = src[last]
+    return unshare(out)
+
+
+def code_files(script: str | Path, package_dir: str | Path) -> list[Path]:
+    """The package modules a job script runs: its ``radstudy`` imports, followed through
+    the package (imports inside functions too, since the package imports lazily)."""
+    import ast
+
+    package_dir = Path(package_dir)
+    seen: set[Path] = set()
+    todo = [Path(script)]
+    while todo:
+        path = todo.pop()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != package_dir.name:
+                    continue
+                rel = Path(*parts[1:]) if len(parts) > 1 else Path("__init__")
+                for cand in (
+                    package_dir / rel.with_suffix(".py"),
+                    package_dir / rel / "__init__.py",
+                ):
+                    if cand.is_file() and cand not in seen:
+                        seen.add(cand)
+                        todo.append(cand)
+    seen.add(package_dir / "__init__.py")
+    return sorted(seen)
+
+
+def code_stamp(script: str | Path, package_dir: str | Path) -> str:
+    """A hash of the package code a job script runs (the script itself is tracked by
+    Snakemake): a rule passes it as a param, so a changed module reruns the jobs it
+    produced (``snakemake --list-changes params`` lists them)."""
+    h = hashlib.sha256()
+    for f in code_files(script, package_dir):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
