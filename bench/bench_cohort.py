@@ -47,6 +47,7 @@ def synthetic_table(n: int, p: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Ser
 
 
 def main() -> None:
+    from radstudy.config import with_defaults
     from radstudy.evaluation import auc_ci_delong
     from radstudy.models import cross_validated_predictions
     from radstudy.stages import build_pipeline
@@ -70,6 +71,9 @@ def main() -> None:
         "groups": ["radiomics"],
         "classifier": {"name": "logistic", "grid": {"C": [0.1, 1.0, 10.0]}},
     }
+    # the schema's defaults, as the workflow fills them
+    cfg = with_defaults({**cfg, "models": {"y": {"m": spec}}})
+    spec = cfg["models"]["y"]["m"]
     pipe = build_pipeline(spec, cfg, {"type": "binary"}, None, seed=0)
     t = time.perf_counter()
     pred = cross_validated_predictions(pipe, X, y, n_splits=5, n_repeats=1, random_state=0)

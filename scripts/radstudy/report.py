@@ -517,12 +517,12 @@ def checklist(cfg: dict, n_train: int) -> str:
             "Feature extraction",
             f"pyradiomics, params {cfg['features']['params']}, mode {cfg['features']['mode']}",
         ),
-        ("Harmonisation", "ComBat fitted on training rows" if h.get("enabled") else "none"),
+        ("Harmonisation", "ComBat fitted on training rows" if h["enabled"] else "none"),
         (
             "Reproducibility",
-            f"ICC {r.get('icc_type')} >= {r.get('threshold')}" if r.get("enabled") else "none",
+            f"ICC {r['icc_type']} >= {r['threshold']}" if r["enabled"] else "none",
         ),
-        ("Feature selection", ", ".join(cfg.get("selection", {})) + " (inside every CV fold)"),
+        ("Feature selection", ", ".join(cfg["selection"]) + " (inside every CV fold)"),
         (
             "Validation",
             f"{cfg['evaluation']['cv']['n_splits']}-fold CV x {cfg['evaluation']['cv']['n_repeats']}, held-out test, external centers",
@@ -554,7 +554,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
     combat = json.loads(Path(inputs["combat"]).read_text())
     raw = pd.concat(pd.read_parquet(p) for p in inputs["raw"]).sort_index()
     harm = pd.concat(pd.read_parquet(p) for p in inputs["harmonized"]).sort_index()
-    clinical = list(cfg["cohort"].get("clinical", []))
+    clinical = list(cfg["cohort"]["clinical"])
     binary = [ep["column"] for ep in cfg["endpoints"].values() if ep["type"] == "binary"]
 
     parts = [
@@ -581,7 +581,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
         section(
             "icc",
             "Reproducibility across readers (ICC)",
-            icc_section(icc, cfg["reproducibility"].get("threshold", 0.75)),
+            icc_section(icc, cfg["reproducibility"]["threshold"]),
         ),
         section(
             "combat", "Harmonisation across centers (ComBat)", combat_section(combat, raw, harm)
@@ -607,7 +607,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
         section(
             "features",
             "Selected features",
-            selected_features_section(raw, cases, sels, list(cfg["cohort"].get("descriptors", []))),
+            selected_features_section(raw, cases, sels, list(cfg["cohort"]["descriptors"])),
         )
     )
     parts.append(
@@ -631,8 +631,8 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
             ("checklist", "Checklist"),
         ]
     )
-    title = html.escape(cfg.get("study", {}).get("name", "radstudy"))
-    desc = html.escape(cfg.get("study", {}).get("description", ""))
+    title = html.escape(cfg["study"]["name"])
+    desc = html.escape(cfg["study"]["description"])
     page = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{title}: radstudy report</title><style>{CSS}</style></head><body>"

@@ -100,12 +100,12 @@ def combat_from_cfg(cfg: dict):
     h = cfg["harmonization"] if "harmonization" in cfg else cfg
     return ComBat(
         batch_col="center",
-        covariate_cols=tuple(f"clinical__{c}" for c in h.get("covariates", [])),
-        parametric=h.get("parametric", True),
-        eb=h.get("eb", True),
-        mean_only=h.get("mean_only", False),
-        ref_batch=h.get("ref_batch") or None,
-        min_new_batch=h.get("min_new_batch", 2),
+        covariate_cols=tuple(f"clinical__{c}" for c in h["covariates"]),
+        parametric=h["parametric"],
+        eb=h["eb"],
+        mean_only=h["mean_only"],
+        ref_batch=h["ref_batch"] or None,
+        min_new_batch=h["min_new_batch"],
     )
 
 
@@ -116,18 +116,18 @@ def fit_combat(tables: list[str], hcfg: dict, out_model: str, out_summary: str) 
     X = read_tables(tables)
     X = X[X["split"] == "train"].drop(columns="split")
     combat = combat_from_cfg({"harmonization": hcfg})
-    if hcfg.get("enabled", True):
+    if hcfg["enabled"]:
         combat.fit(X)
     _dump(combat, out_model)
     feats = [c for c in X.columns if c != "center" and not c.startswith("clinical__")]
     summary = {
-        "enabled": bool(hcfg.get("enabled", True)),
+        "enabled": bool(hcfg["enabled"]),
         "training_rows": int(len(X)),
         "centers": {str(k): int(v) for k, v in X["center"].value_counts().sort_index().items()},
         "n_features": len(feats),
         "settings": {k: hcfg.get(k) for k in sorted(hcfg)},
     }
-    if hcfg.get("enabled", True) and X["center"].nunique() > 1:
+    if hcfg["enabled"] and X["center"].nunique() > 1:
         H = combat.transform(X)
         summary["center_auc_before"] = center_predictability(X[feats], X["center"], seed=0)
         summary["center_auc_after"] = center_predictability(H[feats], X["center"], seed=0)
@@ -171,13 +171,11 @@ def compute_icc(
     long = pd.concat([pd.read_parquet(t) for t in tables])
     long = long[long["case_id"].isin(train)]
     experts = [r for r in readers if r not in repeats]
-    icc = inter_intra(
-        long, readers=experts, repeat_pairs=repeats, icc_type=rcfg.get("icc_type", "ICC(A,1)")
-    )
+    icc = inter_intra(long, readers=experts, repeat_pairs=repeats, icc_type=rcfg["icc_type"])
     _write_tsv(icc, out_icc)
-    if rcfg.get("enabled", True) and len(experts) > 1:
+    if rcfg["enabled"] and len(experts) > 1:
         inter = icc[icc["kind"] == "inter"]
-        keep = robust_features(inter, threshold=rcfg.get("threshold", 0.75))
+        keep = robust_features(inter, threshold=rcfg["threshold"])
         Path(out_robust).write_text("\n".join(sorted(keep)) + "\n")
     else:
         Path(out_robust).write_text("ALL\n")
@@ -192,25 +190,24 @@ def build_pipeline(spec: dict, cfg: dict, ep: dict, robust: list[str] | None, se
 
     groups = list(spec["groups"])
     pre = [("groups", ColumnGroupSelector(groups=tuple(groups), keep_cols=("center",)))]
-    harmonize = cfg["harmonization"].get("enabled", True) and (
-        "radiomics" in groups or "deep" in groups
-    )
+    harmonize = cfg["harmonization"]["enabled"] and ("radiomics" in groups or "deep" in groups)
     if harmonize:
         pre.append(("combat", combat_from_cfg(cfg)))
     else:
         pre.append(("drop_center", ColumnGroupSelector(groups=tuple(groups), keep_cols=())))
     if robust is not None and "radiomics" in groups:
         pre.append(("icc", ICCFilter(keep=robust)))
-    pre += build_selector(spec.get("selection", cfg.get("selection", {})), random_state=seed)
+    # a model's own selection steps replace the top-level ones (config.schema.yaml)
+    pre += build_selector(spec["selection"] if "selection" in spec else cfg["selection"], seed)
     if ep["type"] == "binary":
         return build_classification_pipeline(
-            {**spec.get("classifier", {"name": "logistic"}), "smote": spec.get("smote", False)},
+            {**spec["classifier"], "smote": spec["smote"]},
             random_state=seed,
             pre_steps=pre,
         )
     from radstudy.survival import build_survival_pipeline
 
-    return build_survival_pipeline(spec.get("cox", {}), random_state=seed, pre_steps=pre)
+    return build_survival_pipeline(spec["cox"], random_state=seed, pre_steps=pre)
 
 
 def fit_model(
@@ -237,7 +234,7 @@ def fit_model(
             "endpoint": endpoint,
             "endpoint_spec": ep,
             "model": model,
-            "study": cfg.get("study", {}).get("name"),
+            "study": cfg["study"]["name"],
             "radstudy_version": __version__,
             "python": platform.python_version(),
             "training_centers": sorted(X["center"].unique()),
@@ -309,7 +306,7 @@ def cross_validate_model(
     cv = cfg["evaluation"]["cv"]
     times = surv_times(y) if ep["type"] == "survival" else None
     runs = [("cv", y)]
-    if cfg["evaluation"].get("shuffled_null", True) and ep["type"] == "binary":
+    if cfg["evaluation"]["shuffled_null"] and ep["type"] == "binary":
         rng = np.random.default_rng(seed)
         runs.append(("cv_shuffled", pd.Series(rng.permutation(y.values), index=y.index)))
     frames = []
@@ -325,7 +322,7 @@ def cross_validate_model(
         )
         pred.insert(0, "cohort", cohort)
         frames.append(pred)
-    if cfg["evaluation"].get("loco", True) and X["center"].nunique() > 1:
+    if cfg["evaluation"]["loco"] and X["center"].nunique() > 1:
         # leave-one-center-out over the training centers: pooled ("loco", the mean of
         # per-center AUCs) and per held-out center ("loco:{center}")
         loco = leave_one_center_out_predictions(pipe, X, y, surv_times=times)
@@ -408,10 +405,10 @@ def evaluate_model(
     pred["cohort"] = pred.apply(_cohort_label, axis=1)
     ext = pred[pred["split"] == "external"].assign(cohort="external")
     pred = pd.concat([pred, ext]) if ext["center"].nunique() > 1 else pred
-    n_boot = cfg["evaluation"].get("bootstrap", 1000)
+    n_boot = cfg["evaluation"]["bootstrap"]
     seed = _seed(cfg, endpoint, "evaluate")
     if ep["type"] == "binary":
-        thr_cfg = cfg["evaluation"].get("threshold", "youden")
+        thr_cfg = cfg["evaluation"]["threshold"]
         oof = cv[cv["cohort"] == "cv"]
         threshold = (
             ev.youden_threshold(oof["y_true"], oof["y_prob"])

@@ -9,14 +9,19 @@ import pandas as pd
 import pytest
 
 from radstudy import stages
+from radstudy.config import with_defaults
 
-CFG = {
-    "seed": 3,
-    "harmonization": {"enabled": True, "min_new_batch": 2},
-    "selection": {"variance": {}},
-    "endpoints": {"recurrence": {"type": "binary", "column": "label"}},
-    "models": {"recurrence": {"lr": {"groups": ["radiomics"]}}},
-}
+CFG = with_defaults(
+    {
+        "seed": 3,
+        "harmonization": {"enabled": True, "min_new_batch": 2},
+        "selection": {"variance": {}},
+        "endpoints": {"recurrence": {"type": "binary", "column": "label"}},
+        "models": {
+            "recurrence": {"lr": {"groups": ["radiomics"], "classifier": {"name": "logistic"}}}
+        },
+    }
+)
 
 
 def _table(center: str, n: int, shift: float, seed: int) -> pd.DataFrame:
@@ -141,6 +146,7 @@ def test_survival_chain_reports_brier_ibs_and_leave_one_center_out(tmp_path):
         "models": {"efs": {"cox": {"groups": ["radiomics"], "cox": {"penalizer": 0.1}}}},
         "evaluation": {"cv": {"n_splits": 3, "n_repeats": 1}, "bootstrap": 100, "loco": True},
     }
+    cfg = with_defaults(cfg)
     tables, sheets = _survival_files(tmp_path)
     (tmp_path / "robust.txt").write_text("ALL\n")
     train_t, train_s = tables[:2], sheets[:2]
