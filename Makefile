@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo test test-fast lint format docs bench clean venv
+.PHONY: demo test test-fast lint format docs bench bench-presets clean venv
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ docs: venv
 bench: venv
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_cohort.py
+
+## bench-presets: wall time of the demo and of every study preset at its real size (2 cores)
+bench-presets: venv
+	$(BIN)/python bench/bench_presets.py
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -185,15 +185,20 @@ def qc_section(qc_paths: list[str]) -> str:
             }
         )
     df = pd.DataFrame(rows)
-    if len(df):
+    # the bias-field figure only where N4 ran (not for CT, not with preprocess.n4 off)
+    ranges = (
+        {
+            seq: (part["bias_max"].astype(float) - part["bias_min"].astype(float)).dropna()
+            for seq, part in df.groupby("seq")
+        }
+        if len(df)
+        else {}
+    )
+    ranges = {seq: r for seq, r in ranges.items() if len(r)}
+    if ranges:
         fig, ax = plt.subplots(figsize=(5, 3))
-        for seq, part in df.groupby("seq"):
-            ax.hist(
-                part["bias_max"].astype(float) - part["bias_min"].astype(float),
-                alpha=0.6,
-                label=seq,
-                bins=15,
-            )
+        for seq, r in ranges.items():
+            ax.hist(r, alpha=0.6, label=seq, bins=15)
         ax.set_xlabel("N4 bias field range (max - min)")
         ax.set_ylabel("cases")
         ax.legend()
