@@ -214,7 +214,10 @@ def load_cohort(
     df = resolve_paths(df, sheet.resolve().parent, path_columns(cfg))
     if df["split"].eq("train").sum() == 0:
         raise ConfigError(f"{sheet}: no row has split 'train'; nothing to fit on")
-    return apply_inclusion(df, cfg)
+    included, excluded = apply_inclusion(df, cfg)
+    # only the columns the config names go on (the sheet may hold many more)
+    named = set(required_columns(cfg)) | set(cfg["cohort"]["require"])
+    return included[[c for c in included.columns if c in named]], excluded
 
 
 def to_tsv(df: pd.DataFrame) -> str:

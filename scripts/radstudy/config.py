@@ -155,6 +155,11 @@ def check_semantics(config: dict) -> None:
                     f"config key cohort.repeats: {name!r} is not one of cohort.readers "
                     f"({', '.join(readers) or 'none'})"
                 )
+    rep = config["reproducibility"]
+    if rep["enabled"] and "intra" in rep["kinds"] and not c["repeats"]:
+        problems.append(
+            "config key reproducibility.kinds: intra needs repeat readings (cohort.repeats)"
+        )
     for cov in config["harmonization"]["covariates"]:
         if cov not in c["clinical"]:
             problems.append(

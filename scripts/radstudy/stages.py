@@ -173,9 +173,17 @@ def compute_icc(
     experts = [r for r in readers if r not in repeats]
     icc = inter_intra(long, readers=experts, repeat_pairs=repeats, icc_type=rcfg["icc_type"])
     _write_tsv(icc, out_icc)
-    if rcfg["enabled"] and len(experts) > 1:
-        inter = icc[icc["kind"] == "inter"]
-        keep = robust_features(inter, threshold=rcfg["threshold"])
+    # the agreement kinds the config asks for (inter and/or intra): a feature must
+    # reach the threshold in every row of those kinds
+    rows = icc[icc["kind"].isin(rcfg["kinds"])]
+    if rcfg["enabled"] and len(rows):
+        keep = robust_features(rows, threshold=rcfg["threshold"])
+        log.info(
+            "ICC filter (%s): %d of %d features kept",
+            "+".join(rcfg["kinds"]),
+            len(keep),
+            rows["feature"].nunique(),
+        )
         Path(out_robust).write_text("\n".join(sorted(keep)) + "\n")
     else:
         Path(out_robust).write_text("ALL\n")

@@ -76,10 +76,17 @@ def test_new_center_runs_only_its_own_jobs(incremental):
         if rule in per_case:
             case = re.search(r"case=([^,]+)", wc).group(1)
             assert case in new_cases, f"{rule} reruns old case {case}"
-        elif rule in ("extract_radiomics", "assemble_center", "harmonize_center", "predict_center"):
+        elif rule in (
+            "register_center",
+            "extract_radiomics",
+            "assemble_center",
+            "harmonize_center",
+            "predict_center",
+        ):
             assert "center=C" in wc, f"{rule} reruns {wc}"
         else:
             assert rule in {
+                "register_cohort",
                 "evaluate_model",
                 "evaluate_segmentation",
                 "collect_exclusions",
