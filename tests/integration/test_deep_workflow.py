@@ -13,7 +13,13 @@ pytestmark = pytest.mark.slow
 
 def test_trained_resnet_checkpoint_feeds_extraction(tmp_path, micro_cohort):
     cfg = micro_config()
-    cfg["deep"] = {"enabled": True, "weights": "train", "epochs": 1, "crop_size": 16}
+    cfg["deep"] = {
+        "enabled": True,
+        "endpoint": "recurrence",
+        "weights": "train",
+        "epochs": 1,
+        "crop_size": 16,
+    }
     wd = make_workdir(tmp_path / "deep", cfg, micro_cohort)
     sheet = pd.read_csv(wd / "data/cases.tsv", sep="\t", dtype=str)
     test_case = sheet.loc[sheet["split"] == "external", "case_id"].iloc[0]
