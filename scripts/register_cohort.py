@@ -1,4 +1,4 @@
-"""Glue for rule register_cohort: the validated sheet and its exclusions as TSV."""
+"""Glue for rule register_cohort: the validated sheet's included cases as TSV."""
 
 import sys
 
@@ -12,8 +12,7 @@ from radstudy.logs import setup_logging
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    write_if_changed(sm.output.cases, sm.params.cases)
-    write_if_changed(sm.output.excluded, sm.params.excluded)
+    write_if_changed(sm.output.cases, sm.params.rows)
 
 
 main(snakemake)  # noqa: F821
