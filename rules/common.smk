@@ -444,3 +444,21 @@ def evaluate_cfg(wildcards):
         "evaluation.bootstrap",
         "evaluation.threshold",
     )
+
+
+def report_cfg():
+    """What the report shows of the config (its methods and checklist sections)."""
+    return rs_config.subtree(
+        config,
+        "study",
+        "seed",
+        "cohort",
+        "endpoints",
+        "preprocess",
+        "segmentation",
+        "features",
+        "harmonization",
+        "reproducibility",
+        "selection",
+        "evaluation",
+    )

@@ -49,6 +49,6 @@ rule render_report:
         runtime=20,
     params:
         code=code_version("render_report"),
-        cfg=config,
+        cfg=report_cfg(),
     script:
         "../scripts/render_report.py"

@@ -110,6 +110,13 @@ def _one_line(err) -> str:
     return f"{where}: {err.message}"
 
 
+def _raise(problems: list[str]) -> None:
+    """ConfigError with the first problem as its one line (and a count of the rest)."""
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more + "".join("\n" + p for p in problems[1:10]))
+
+
 def check_config(config: dict, schema: dict) -> None:
     """Raise :class:`ConfigError` (one line first) on unknown keys or schema errors."""
     problems = list(unknown_keys(config, schema))
@@ -118,9 +125,7 @@ def check_config(config: dict, schema: dict) -> None:
         validator = Draft202012Validator(schema, registry=registry)
         errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
         problems = [_one_line(e) for e in errors]
-    if problems:
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more + "".join("\n" + p for p in problems[1:10]))
+    _raise(problems)
 
 
 def unshare(config: dict) -> dict:
@@ -191,9 +196,7 @@ def check_semantics(config: dict) -> None:
             f"config key deep.endpoint: {deep['endpoint']!r} is not one of the endpoints "
             f"({', '.join(endpoints)})"
         )
-    if problems:
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(problems[0] + more + "".join("\n" + p for p in problems[1:10]))
+    _raise(problems)
 
 
 def subtree(config: dict, *keys: str) -> dict:
