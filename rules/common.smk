@@ -28,6 +28,7 @@ try:  # unknown keys and type errors as one line each, naming the key
     rs_config.check_config(config, rs_config.load_schema(SCHEMA))
 except ConfigError as err:
     raise WorkflowError(str(err))
+rs_config.fill_models(config, rs_config.load_schema(SCHEMA))  # endpoints without models
 validate(config, str(SCHEMA))  # fills in the schema's defaults (the only defaults)
 config.update(rs_config.unshare(config))
 try:
@@ -37,12 +38,6 @@ except ConfigError as err:
 
 # feature-table entry point: features given, no image stages (sequences/readers [])
 FEATURE_TABLE = config["cohort"]["features_table"]
-if FEATURE_TABLE and (config["cohort"]["sequences"] or config["cohort"]["readers"]):
-    raise WorkflowError(
-        "config cohort.features_table is set: set cohort.sequences and cohort.readers "
-        "to [] (the features come from the table, not from images)"
-    )
-
 if config["synthetic"]["enabled"] and not Path(config["cohort"]["sheet"]).is_file():
     from radstudy.synth import generate_cohort
 
@@ -75,9 +70,14 @@ try:
 except ConfigError as err:
     raise WorkflowError(f"config features: {err}")
 
-NON_FEATURE_COLUMNS = sorted(
-    set(rs_cohort.required_columns(config)) | set(config["cohort"]["descriptors"])
-)
+# the sheet's own names of its id, meta, outcome, fold, clinical and descriptor
+# columns: never features when the feature table is the sheet itself
+NON_FEATURE_COLUMNS = rs_cohort.source_columns(config)
+# what rule import_center reads of the cohort block
+IMPORT_COHORT = {
+    k: config["cohort"][k]
+    for k in ("id_column", "feature_columns", "ignore_columns", "clinical")
+}
 SEQS = list(config["cohort"]["sequences"])
 READERS = list(config["cohort"]["readers"])
 REF_READER = config["cohort"]["reference_reader"]
@@ -413,7 +413,11 @@ def model_keys(wildcards):
     """Config a model's fit reads: its endpoint, its spec, harmonisation, selection."""
     ep, model = wildcards.endpoint, wildcards.model
     keys = ["seed", "study.name", f"endpoints.{ep}", f"models.{ep}.{model}"]
-    keys.append("harmonization")
+    # harmonisation as the models use it (the prevalence warning is fit_combat's only)
+    keys += [
+        f"harmonization.{k}" for k in config["harmonization"] if k != "prevalence_alpha"
+    ]
+    keys.append("imputation")
     if "selection" not in config["models"][ep][model]:
         keys.append("selection")
     return keys
@@ -443,6 +447,7 @@ def evaluate_cfg(wildcards):
         f"endpoints.{wildcards.endpoint}",
         "evaluation.bootstrap",
         "evaluation.threshold",
+        "evaluation.fail_on_null",
     )
 
 
@@ -458,6 +463,7 @@ def report_cfg():
         "segmentation",
         "features",
         "harmonization",
+        "imputation",
         "reproducibility",
         "selection",
         "evaluation",

@@ -2,6 +2,7 @@
 
 Inputs:  feature batches of rule extract_radiomics (or cohort.features_table), results/cohort/centers/{center}.tsv
 Outputs: results/features/raw/{center}.parquet         wide table (model reader + clinical)
+         results/features/columns/{center}.tsv         feature table only: each column's role
          results/features/readers/{center}.parquet     long table, every reader (for ICC)
          results/features/excluded/{center}.tsv        cases excluded while processing
          results/features/combat.joblib                ComBat fitted on training rows only
@@ -24,6 +25,7 @@ if FEATURE_TABLE:
         output:
             table="results/features/raw/{center}.parquet",
             excluded="results/features/excluded/{center}.tsv",
+            columns="results/features/columns/{center}.tsv",
         log:
             "logs/import_center/{center}.log",
         conda:
@@ -34,7 +36,7 @@ if FEATURE_TABLE:
             runtime=10,
         params:
             code=code_version("import_center"),
-            clinical=config["cohort"]["clinical"],
+            cohort=IMPORT_COHORT,
             non_features=NON_FEATURE_COLUMNS,
         script:
             "../scripts/import_center.py"
@@ -107,6 +109,7 @@ rule collect_exclusions:
 rule fit_combat:
     input:
         tables=train_tables("raw"),
+        sheets=train_sheets(),
     output:
         model="results/features/combat.joblib",
         summary="results/features/combat.json",
@@ -121,6 +124,11 @@ rule fit_combat:
     params:
         code=code_version("fit_combat"),
         cfg=config["harmonization"],
+        seed=config["seed"],
+        # binary endpoints: is their prevalence the same in every training center?
+        endpoints={
+            k: v for k, v in config["endpoints"].items() if v["type"] == "binary"
+        },
     script:
         "../scripts/fit_combat.py"
 

@@ -12,7 +12,15 @@ from radstudy.stages import fit_combat
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    fit_combat(list(sm.input.tables), sm.params.cfg, sm.output.model, sm.output.summary)
+    fit_combat(
+        list(sm.input.tables),
+        sm.params.cfg,
+        sm.output.model,
+        sm.output.summary,
+        sheets=list(sm.input.sheets),
+        endpoints=dict(sm.params.endpoints),
+        seed=sm.params.seed,
+    )
 
 
 main(snakemake)  # noqa: F821

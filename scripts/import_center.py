@@ -15,10 +15,11 @@ def main(sm) -> None:
     import_center(
         sm.input.table,
         sm.input.sheet,
-        sm.params.clinical,
+        sm.params.cohort,
         sm.params.non_features,
         sm.output.table,
         sm.output.excluded,
+        sm.output.columns,
     )
 
 

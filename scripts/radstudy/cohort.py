@@ -20,6 +20,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from radstudy.errors import ConfigError
+from radstudy.tableio import read_table, sort_cases
 
 SPLITS = ("train", "test", "external")
 
@@ -43,7 +44,8 @@ def path_columns(cfg: dict) -> list[str]:
 
 
 def required_columns(cfg: dict) -> dict[str, str]:
-    """Columns the config asks for, mapped to their kind (for error messages)."""
+    """Columns the config asks for (internal names: the id, center and split columns
+    are ``case_id``, ``center`` and ``split`` once read), mapped to their kind."""
     c = cfg["cohort"]
     cols = {"case_id": "id", "center": "meta", "split": "meta"}
     cols.update({image_column(cfg, s): "image" for s in c["sequences"]})
@@ -58,7 +60,20 @@ def required_columns(cfg: dict) -> dict[str, str]:
             cols[ep["event"]] = f"outcome {name}"
     if c["organ_mask_column"]:
         cols[c["organ_mask_column"]] = "mask"
+    fold = cfg["evaluation"]["cv"]["fold_column"] if "evaluation" in cfg else ""
+    if fold:
+        cols[fold] = "fold"
     return cols
+
+
+def source_columns(cfg: dict) -> list[str]:
+    """The sheet's own names of the columns the config asks for (cohort.id_column,
+    center_column and split_column instead of the internal names): the columns of a
+    feature table that are never features."""
+    c = cfg["cohort"]
+    rename = {"case_id": c["id_column"], "center": c["center_column"], "split": c["split_column"]}
+    cols = [rename.get(col, col) for col in required_columns(cfg)]
+    return sorted({col for col in cols if col} | set(c["require"]))
 
 
 def _row_schema(cfg: dict, base_schema: dict) -> dict:
@@ -102,14 +117,18 @@ def _to_records(df: pd.DataFrame) -> list[dict]:
     return out
 
 
-def read_sheet(path: str | Path, text_columns=()) -> pd.DataFrame:
-    """Read the sheet with every column as text first, then numbers where they parse
-    (except ``text_columns`` and the id, center and split columns)."""
+def read_sheet(path: str | Path, text_columns=(), cfg: dict | None = None) -> pd.DataFrame:
+    """Read the sheet (any format :func:`radstudy.tableio.read_table` reads) with
+    every column as text first, then numbers where they parse (except
+    ``text_columns`` and the id, center and split columns). With ``cfg``: the id,
+    center and split columns get their internal names and binary labels / event
+    codes become 0/1 (:func:`standard_columns`, :func:`map_outcomes`)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"cohort sheet {path} does not exist (config key cohort.sheet)")
-    raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    df = raw.replace({"": None, "NA": None, "NaN": None, "nan": None})
+    df = read_table(path, "cohort sheet")
+    if cfg is not None:
+        df = map_outcomes(standard_columns(df, cfg, path), cfg, path)
     text_cols = {"case_id", "center", "split"} | set(text_columns)
     for col in df.columns:
         if col in text_cols:
@@ -118,6 +137,100 @@ def read_sheet(path: str | Path, text_columns=()) -> pd.DataFrame:
         bad = df[col].notna() & num.isna()
         if not bad.any():
             df[col] = num
+    return df
+
+
+def standard_columns(df: pd.DataFrame, cfg: dict, sheet: str | Path) -> pd.DataFrame:
+    """Rename the configured id / center / split columns to case_id / center / split;
+    a single center (``all``) or all-training split when the config names none."""
+    c = cfg["cohort"]
+    keys = {"case_id": "id_column", "center": "center_column", "split": "split_column"}
+    rename = {}
+    for internal, key in keys.items():
+        col = c[key]
+        if not col:
+            continue
+        if col not in df.columns:
+            shown = ", ".join(list(df.columns)[:8]) + (", ..." if df.shape[1] > 8 else "")
+            hint = "" if key == "id_column" else f" (or set cohort.{key}: '' )"
+            raise ConfigError(
+                f"{sheet}: no column '{col}' (config key cohort.{key}{hint}); columns: {shown}"
+            )
+        if col != internal and internal in df.columns:
+            raise ConfigError(
+                f"{sheet}: cohort.{key} is '{col}' but the sheet also has a column "
+                f"'{internal}'; rename one of them"
+            )
+        rename[col] = internal
+    df = df.rename(columns=rename)
+    if not c["center_column"]:
+        df.insert(1, "center", "all")
+    if not c["split_column"]:
+        df.insert(2, "split", "train")
+    return df
+
+
+# booleans as a table writes them (True/False, TRUE/FALSE); yes/no, 1/2 and other
+# codings need endpoints.{name}.positive
+_TRUE, _FALSE = {"true"}, {"false"}
+
+
+def _code(value) -> str:
+    """A label as comparable text: 1, 1.0 and '1' are the same; True and 'true' too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip()
+    try:
+        num = float(text)
+    except ValueError:
+        return text.lower()
+    return str(int(num)) if num.is_integer() else repr(num)
+
+
+def map_outcomes(df: pd.DataFrame, cfg: dict, sheet: str | Path) -> pd.DataFrame:
+    """Binary outcome columns and survival event columns as 0/1 (text, parsed later).
+
+    With ``endpoints.{name}.positive`` the positive value maps to 1 and the other
+    value to 0 (a third value is an error). Without it the values must be 0/1 or
+    True/False (True = 1); anything else (yes/no, 1/2) asks for ``positive``.
+    Missing cells stay missing.
+    """
+    df = df.copy()
+    for name, ep in sorted(cfg["endpoints"].items()):
+        col = ep["column"] if ep["type"] == "binary" else ep["event"]
+        if col not in df.columns:
+            continue  # validate_sheet names it
+        present = df[col].dropna()
+        codes = present.map(_code)
+        values = sorted(set(codes))
+        shown = ", ".join(sorted(set(present.astype(str)))[:6])
+        if "positive" in ep:
+            pos = _code(ep["positive"])
+            if pos not in values:
+                raise ConfigError(
+                    f"{sheet}: endpoints.{name}.positive is {ep['positive']!r} but column "
+                    f"'{col}' has only {shown}"
+                )
+            if len(values) > 2:
+                raise ConfigError(
+                    f"{sheet}: column '{col}' (endpoint {name}) has {len(values)} values "
+                    f"({shown}); a binary outcome has two"
+                )
+            mapped = codes.eq(pos).astype(int).astype(str)
+        elif set(values) <= {"0", "1"}:
+            mapped = codes
+        elif set(values) <= _TRUE | _FALSE:
+            mapped = codes.isin(_TRUE).astype(int).astype(str)
+        else:
+            odd = codes[~codes.isin({"0", "1"})].index[0]
+            row = int(df.index.get_loc(odd)) + 2
+            raise ConfigError(
+                f"{sheet} row {row} (case {df.loc[odd, 'case_id']}), column '{col}': "
+                f"{df.loc[odd, col]!r} is not 0 or 1 (values: {shown}); name the positive "
+                f"value with endpoints.{name}.positive"
+            )
+        df[col] = pd.Series(mapped, index=present.index).reindex(df.index).astype(object)
+        df.loc[df[col].isna(), col] = None
     return df
 
 
@@ -198,8 +311,8 @@ def apply_inclusion(df: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataF
     excluded = excluded.merge(df[["case_id", "center"]], on="case_id", how="left")
     included = df[~df["case_id"].isin(reasons)]
     return (
-        included.sort_values("case_id").reset_index(drop=True),
-        excluded[["case_id", "center", "stage", "reason"]].sort_values("case_id"),
+        sort_cases(included, "case_id").reset_index(drop=True),
+        sort_cases(excluded[["case_id", "center", "stage", "reason"]], "case_id"),
     )
 
 
@@ -209,7 +322,7 @@ def load_cohort(
     """Read, validate and filter the sheet: (included cases, sheet-level exclusions)."""
     sheet = Path(sheet)
     schema = yaml.safe_load(Path(schema_path).read_text())
-    df = read_sheet(sheet, path_columns(cfg))
+    df = read_sheet(sheet, path_columns(cfg), cfg)
     validate_sheet(df, cfg, schema, sheet=str(sheet))
     df = resolve_paths(df, sheet.resolve().parent, path_columns(cfg))
     if df["split"].eq("train").sum() == 0:

@@ -50,11 +50,23 @@ def with_defaults(config: dict, schema: dict | None = None) -> dict:
         yield from props(validator, properties, instance, sub)
 
     filler = validators.extend(base, {"properties": set_defaults})
-    out = unshare(config)
+    out = fill_models(unshare(config), schema)
     registry = Registry().with_resource("", Resource.from_contents(schema))
     for _ in filler(schema, registry=registry).iter_errors(out):
         pass
     return out
+
+
+def fill_models(config: dict, schema: dict | None = None) -> dict:
+    """``config`` with the default models ($defs.default_models of the schema) for
+    every endpoint that config key models does not name (in place; returned)."""
+    schema = load_schema() if schema is None else schema
+    defaults = schema["$defs"]["default_models"]["default"]
+    models = config.setdefault("models", {})
+    for name, ep in sorted((config.get("endpoints") or {}).items()):
+        if name not in models and isinstance(ep, dict) and ep.get("type") in defaults:
+            models[name] = json.loads(json.dumps(defaults[ep["type"]]))
+    return config
 
 
 def _resolve(schema: dict, root: dict) -> dict:
@@ -142,6 +154,16 @@ def check_semantics(config: dict) -> None:
     pseudo = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
         config["segmentation"]["method"]
     ]
+    if c["features_table"] and (c["sequences"] or readers):
+        problems.append(
+            "config key cohort.features_table is set: set cohort.sequences and "
+            "cohort.readers to [] (the features come from the table, not from images)"
+        )
+    if not c["features_table"] and not c["sequences"]:
+        problems.append(
+            "config: no features to compute: name cohort.sequences (and cohort.readers) "
+            "for images, or cohort.features_table for a feature table"
+        )
     if readers and c["reference_reader"] not in readers:
         problems.append(
             f"config key cohort.reference_reader: {c['reference_reader']!r} is not one of "
@@ -170,6 +192,12 @@ def check_semantics(config: dict) -> None:
             problems.append(
                 f"config key harmonization.covariates: {cov!r} is not one of cohort.clinical"
             )
+    h = config["harmonization"]
+    if h["enabled"] and h["covariates"] and "combat_covariates" not in h["groups"].values():
+        problems.append(
+            "config key harmonization.covariates: no group preserves them: set "
+            "harmonization.groups.radiomics (or deep, clinical) to combat_covariates"
+        )
     endpoints = config["endpoints"]
     for ep, models in config["models"].items():
         if ep not in endpoints:

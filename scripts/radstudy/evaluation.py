@@ -93,6 +93,36 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def per_fold(pred: pd.DataFrame, metric, usable) -> np.ndarray:
+    """``metric(d)`` of each (repeat, fold) group ``d`` of out-of-fold predictions
+    for which ``usable(d)`` holds (e.g. both classes present). Leave-one-center-out
+    predictions carry the held-out center as ``fold``: per-center values."""
+    return np.asarray(
+        [metric(d) for _, d in pred.groupby(["repeat", "fold"], sort=True) if usable(d)], float
+    )
+
+
+def fold_summary(values) -> tuple[float, float, float, float]:
+    """Mean, SD (ddof 1) and the normal 95% CI of the mean of per-fold values."""
+    v = np.asarray(values, float)
+    if not len(v):
+        return np.nan, np.nan, np.nan, np.nan
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, np.nan, np.nan, np.nan
+    sd = float(v.std(ddof=1))
+    se = sd / np.sqrt(len(v))
+    return mean, sd, max(0.0, mean - Z975 * se), min(1.0, mean + Z975 * se)
+
+
+def _fold_aucs(pred: pd.DataFrame) -> np.ndarray:
+    return per_fold(
+        pred,
+        lambda d: roc_auc_score(d["y_true"], d["y_prob"]),
+        lambda d: d["y_true"].nunique() == 2,
+    )
+
+
 def cv_auc(pred: pd.DataFrame) -> tuple[float, float, float]:
     """Cross-validated AUC: the mean of the per-fold AUCs, with a normal 95% CI.
 
@@ -100,16 +130,50 @@ def cv_auc(pred: pd.DataFrame) -> tuple[float, float, float]:
     null (each fold's intercept mirrors the other folds' class balance), so the
     per-fold mean is the estimate reported for CV (and the shuffled-label check).
     """
-    aucs = []
-    for _, d in pred.groupby(["repeat", "fold"]):
-        if d["y_true"].nunique() == 2:
-            aucs.append(roc_auc_score(d["y_true"], d["y_prob"]))
-    aucs = np.asarray(aucs)
-    if not len(aucs):
-        return np.nan, np.nan, np.nan
-    mean = float(aucs.mean())
-    se = float(aucs.std(ddof=1) / np.sqrt(len(aucs))) if len(aucs) > 1 else np.nan
-    return mean, max(0.0, mean - Z975 * se), min(1.0, mean + Z975 * se)
+    mean, _, lo, hi = fold_summary(_fold_aucs(pred))
+    return mean, lo, hi
+
+
+Z995 = stats.norm.ppf(0.995)
+
+
+def null_auc_se(n1: int, n0: int) -> float:
+    """SE of the AUC of n1 positives and n0 negatives when the scores carry no
+    information (Mann-Whitney null, Hanley & McNeil 1982): sqrt((n1 + n0 + 1) / (12 n1 n0))."""
+    return float(np.sqrt((n1 + n0 + 1) / (12.0 * n1 * n0))) if n1 and n0 else np.nan
+
+
+def null_auc_band(pred: pd.DataFrame, z: float = Z995) -> tuple[float, float, float]:
+    """(SE, low, high): the band 0.5 +- z * SE an AUC on shuffled labels should fall in.
+
+    The statistic checked is the mean of the per-fold AUCs (the ``auc`` of a CV
+    cohort). Under the null the folds' AUCs are independent Mann-Whitney
+    statistics, so one repeat's mean over its K folds has
+
+        SE_r = sqrt(sum_f (n1_f + n0_f + 1) / (12 n1_f n0_f)) / K
+
+    (n1_f, n0_f: the fold's positives and negatives; about sqrt((n + K) /
+    (12 n1 n0)) for n cases in K even folds, a bit above the single-AUC
+    sqrt((n + 1) / (12 n1 n0))). Repeats re-split the same shuffled labels, so
+    their means are strongly correlated and averaging them removes little of the
+    spread: SE is the largest SE_r, not SE_r / sqrt(repeats). z = 2.576 (99 %,
+    two-sided). Without folds SE is the whole cohort's sqrt((n + 1) / (12 n1 n0)).
+    The band is clipped to [0, 1].
+    """
+    if "fold" in pred.columns and pred["fold"].notna().all():
+        ses = []
+        for _, r in pred.groupby("repeat", sort=True):
+            var = per_fold(
+                r,
+                lambda d: null_auc_se((d["y_true"] == 1).sum(), (d["y_true"] == 0).sum()) ** 2,
+                lambda d: d["y_true"].nunique() == 2,
+            )
+            if len(var):
+                ses.append(np.sqrt(var.sum()) / len(var))
+        se = float(max(ses)) if ses else np.nan
+    else:
+        se = null_auc_se((pred["y_true"] == 1).sum(), (pred["y_true"] == 0).sum())
+    return se, max(0.0, 0.5 - z * se), min(1.0, 0.5 + z * se)
 
 
 # ----------------------------------------------------------------- threshold metrics
@@ -385,13 +449,44 @@ def _curves(cohort: str, kind: str, x, y, series: str = "model") -> pd.DataFrame
     )
 
 
-def evaluate_binary(pred: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0):
-    """Metrics (tidy) and curve data per cohort from predictions [cohort, y_true, y_prob].
+def _fold_unit(cohort: str, raw: pd.DataFrame, cohorts) -> str | None:
+    """Unit of a cohort's folds: "fold" for CV (every row has a ``fold``), "center"
+    when the folds are held-out centers (sub-cohorts ``{cohort}:{center}`` exist,
+    e.g. ``loco``), None for a cohort scored as a whole."""
+    if "fold" not in raw.columns or not raw["fold"].notna().all():
+        return None
+    return "center" if any(str(c).startswith(f"{cohort}:") for c in cohorts) else "fold"
 
-    CV cohorts (rows with a ``fold``) report the mean of per-fold AUCs; their other
-    metrics and curves use each case's prediction averaged over the repeats.
+
+def _fold_rows(cohort: str, name: str, unit: str, values, n: int) -> list[dict]:
+    """``{name}_{unit}_mean`` (normal 95% CI), ``_sd`` and ``{name}_{unit}s`` (count)."""
+    mean, sd, lo, hi = fold_summary(values)
+    return [
+        _row(cohort, f"{name}_{unit}_mean", mean, lo, hi, n),
+        _row(cohort, f"{name}_{unit}_sd", sd, n=n),
+        _row(cohort, f"{name}_{unit}s", len(values), n=n),
+    ]
+
+
+def evaluate_binary(pred: pd.DataFrame, threshold: float, n_boot: int = 1000, seed: int = 0):
+    """Metrics (tidy) and curve data per cohort from predictions [cohort, y_true,
+    y_prob (, repeat, fold)].
+
+    A cohort whose rows all have a ``fold`` (CV; leave-one-center-out, where the
+    fold is the held-out center) reports ``auc_pooled`` (the out-of-fold
+    predictions pooled over folds, each case's averaged over the repeats; DeLong
+    CI), ``auc_{unit}_mean`` / ``_sd`` / ``auc_{unit}s`` over the per-fold AUCs
+    (unit ``center`` when sub-cohorts ``{cohort}:{center}`` exist, else ``fold``,
+    each fold of each repeat), and as the headline ``auc`` the per-fold (per-center)
+    mean. Pooling is biased below 0.5 under the null (see :func:`cv_auc`). Other
+    cohorts: ``auc`` with a DeLong CI. Shuffled-label cohorts (``cv_shuffled*``)
+    add the null band of :func:`null_auc_band`: ``auc_null_se``,
+    ``auc_null_band_low``, ``auc_null_band_high`` and ``null_check_pass`` (1 when
+    ``auc`` lies inside the band, else 0). Other metrics and curves use each
+    case's prediction averaged over the repeats.
     """
     rows, curves = [], []
+    cohorts = set(pred["cohort"])
     for cohort, raw in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
         d = raw.groupby("case_id", sort=True).agg(
             y_true=("y_true", "first"), y_prob=("y_prob", "mean")
@@ -401,13 +496,25 @@ def evaluate_binary(pred: pd.DataFrame, threshold: float, n_boot: int = 1000, se
         if n < 2 or len(np.unique(y)) < 2:
             rows.append(_row(cohort, "n", n, n=n))
             continue
-        if "fold" in raw.columns and raw["fold"].notna().all():
-            auc, lo, hi = cv_auc(raw)  # CV: mean of the per-fold AUCs
-        else:
-            auc, lo, hi = auc_ci_delong(y, p)
-        rows.append(_row(cohort, "auc", auc, lo, hi, n))
+        auc, lo, hi = pooled = auc_ci_delong(y, p)
+        unit, extra = _fold_unit(cohort, raw, cohorts), []
+        if unit:
+            aucs = _fold_aucs(raw)
+            auc, _, lo, hi = fold_summary(aucs)  # headline: the per-fold (per-center) mean
+            extra = [_row(cohort, "auc_pooled", *pooled, n)]
+            extra += _fold_rows(cohort, "auc", unit, aucs, n)
+        rows += [_row(cohort, "auc", auc, lo, hi, n), *extra]
+        if str(cohort).startswith("cv_shuffled"):
+            se, blo, bhi = null_auc_band(raw)
+            ok = float(blo <= auc <= bhi) if np.isfinite(auc) else np.nan
+            rows += [
+                _row(cohort, "auc_null_se", se, n=n),
+                _row(cohort, "auc_null_band_low", blo, n=n),
+                _row(cohort, "auc_null_band_high", bhi, n=n),
+                _row(cohort, "null_check_pass", ok, n=n),
+            ]
         blo, bhi = bootstrap_ci(roc_auc_score, y, p, n=n_boot, seed=seed)
-        rows.append(_row(cohort, "auc_bootstrap", auc, blo, bhi, n))
+        rows.append(_row(cohort, "auc_bootstrap", pooled[0], blo, bhi, n))
         tm = threshold_metrics(y, p, threshold)
         for m in ("sensitivity", "specificity", "accuracy", "ppv", "npv"):
             rows.append(_row(cohort, m, *tm[m], n))
@@ -433,6 +540,16 @@ def _empty_curves() -> pd.DataFrame:
     return pd.DataFrame(columns=["cohort", "kind", "series", "x", "y"])
 
 
+def _fold_cindex(d: pd.DataFrame) -> float:
+    """Harrell's C of one fold's predictions; NaN when no pair is comparable."""
+    from lifelines.utils import concordance_index
+
+    try:
+        return float(concordance_index(d["time"], -d["score"], d["event"]))
+    except ZeroDivisionError:
+        return np.nan
+
+
 def evaluate_survival(
     pred: pd.DataFrame,
     cutoff: float,
@@ -442,6 +559,11 @@ def evaluate_survival(
     surv: pd.DataFrame | None = None,
 ):
     """C-index (CI), log-rank of risk groups (training-median cutoff), AUC(t) per cohort.
+
+    Cohorts with folds (CV, leave-one-center-out) report ``c_index_pooled``
+    (bootstrap CI), ``c_index_{fold|center}_mean`` / ``_sd`` / ``c_index_{unit}s``
+    and as the headline ``c_index`` the per-fold (per-center) mean, as
+    :func:`evaluate_binary` does for the AUC; the other metrics pool the cases.
 
     With ``surv`` (one row per row of ``pred``, in the same order; columns = time
     points, values = predicted survival probability S(t | x)) also the IPCW Brier
@@ -457,6 +579,7 @@ def evaluate_survival(
     if surv is not None and len(surv) != len(pred):
         raise ValueError(f"surv has {len(surv)} rows, the predictions {len(pred)}")
     train = pred[pred["cohort"] == train_cohort]
+    cohorts = set(pred["cohort"])
     for cohort, raw in sorted(pred.groupby("cohort"), key=lambda kv: kv[0]):
         d = raw.groupby("case_id", sort=True).agg(
             time=("time", "first"), event=("event", "first"), score=("score", "mean")
@@ -465,8 +588,15 @@ def evaluate_survival(
         if n < 3 or d["event"].sum() == 0:
             rows.append(_row(cohort, "n", n, n=n))
             continue
-        c, lo, hi = cindex_ci(d["time"], d["event"], d["score"], n_boot=n_boot, seed=seed)
-        rows.append(_row(cohort, "c_index", c, lo, hi, n))
+        c, lo, hi = pooled = cindex_ci(d["time"], d["event"], d["score"], n_boot=n_boot, seed=seed)
+        unit, extra = _fold_unit(cohort, raw, cohorts), []
+        if unit:  # as evaluate_binary: headline = mean of the per-fold (per-center) C-indices
+            cs = per_fold(raw, _fold_cindex, lambda f: f["event"].sum() > 0 and len(f) > 1)
+            cs = cs[np.isfinite(cs)]
+            c, _, lo, hi = fold_summary(cs)
+            extra = [_row(cohort, "c_index_pooled", *pooled, n)]
+            extra += _fold_rows(cohort, "c_index", unit, cs, n)
+        rows += [_row(cohort, "c_index", c, lo, hi, n), *extra]
         rows.append(_row(cohort, "events", int(d["event"].sum()), n=n))
         group = np.where(d["score"] > cutoff, "high", "low")
         km = km_logrank(d["time"], d["event"], group)

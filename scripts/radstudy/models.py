@@ -15,6 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
 
 from radstudy.errors import CaseError
 from radstudy.tables import column_group
@@ -56,16 +57,62 @@ class DataFrameStep(BaseEstimator, TransformerMixin):
         return pd.DataFrame(self.estimator_.transform(X), index=X.index, columns=self.columns_)
 
 
-def make_classifier(name: str, params: dict | None, random_state: int):
+class CalibratedSVM(CalibratedClassifierCV):
+    """Platt-scaled probabilities of an SVC (or of a grid search over one) whose
+    ranking is the SVC's decision-function ranking.
+
+    Built with ``method="sigmoid", ensemble=False``: the sigmoid is fitted on
+    out-of-fold decision values of the inner CV, the SVC is refit on all rows,
+    and p = expit(-(a f + b)) is one increasing map of its decision value f when
+    a < 0. ``SVC(probability=True)`` (deprecated in scikit-learn 1.9) did the same
+    inside libsvm without that guarantee and inverted the ranking on small tables
+    (AUC 0.27-0.38).
+    """
+
+    def fit(self, X, y, **fit_params):
+        super().fit(X, y, **fit_params)
+        for cc in self.calibrated_classifiers_:
+            for cal in cc.calibrators:
+                if cal.a_ > 0:
+                    # a > 0 would rank the cases against the SVC's decision function,
+                    # whose positive side is class 1 by construction. It happens when
+                    # the model is near chance: the pooled out-of-fold decision values
+                    # come from models with their own offsets, each mirroring its
+                    # fold's class balance, so they can be anti-associated with the
+                    # labels (the bias of pooled CV under the null). The slope is
+                    # mirrored (its size, small for a weak association, keeps the
+                    # probabilities near the class prior) and b moved so that p at the
+                    # mean decision value stays as fitted: the ranking is the SVC's.
+                    f_mean = float(np.mean(cc.estimator.decision_function(X)))
+                    log.info("SVM calibration: sigmoid slope of the wrong sign mirrored")
+                    cal.b_ = cal.b_ + 2.0 * cal.a_ * f_mean
+                    cal.a_ = -cal.a_
+        return self
+
+
+def make_classifier(name: str, params: dict | None, random_state: int, inner_cv: int = 3):
+    """The classifier ``name`` with its ``params``; ``svm`` is a :class:`CalibratedSVM`
+    around ``SVC(probability=False)`` whose sigmoid is fitted over ``inner_cv``
+    seeded stratified folds."""
     params = dict(params or {})
     if name == "logistic":
         from sklearn.linear_model import LogisticRegression
 
+        if "penalty" in params:  # deprecated in scikit-learn 1.8: l1_ratio and C say it
+            penalty = params.pop("penalty")
+            if penalty in (None, "none"):
+                params["C"] = np.inf
+            elif penalty != "elasticnet":
+                params["l1_ratio"] = {"l1": 1.0, "l2": 0.0}[penalty]
         return LogisticRegression(max_iter=5000, random_state=random_state, **params)
     if name == "svm":
+        from sklearn.model_selection import StratifiedKFold
         from sklearn.svm import SVC
 
-        return SVC(kernel="rbf", probability=True, random_state=random_state, **params)
+        params.setdefault("kernel", "rbf")
+        cv = StratifiedKFold(n_splits=inner_cv, shuffle=True, random_state=random_state)
+        svc = SVC(random_state=random_state, **params)
+        return CalibratedSVM(svc, method="sigmoid", cv=cv, ensemble=False)
     if name == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 
@@ -104,12 +151,18 @@ def build_classification_pipeline(spec: dict, random_state: int, pre_steps=()):
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_classifier(spec.get("name", "logistic"), spec.get("params"), random_state)
+    inner = spec.get("inner_cv", 3)
+    clf = make_classifier(spec.get("name", "logistic"), spec.get("params"), random_state, inner)
     if spec.get("grid"):
-        cv = StratifiedKFold(
-            n_splits=spec.get("inner_cv", 3), shuffle=True, random_state=random_state
-        )
-        clf = GridSearchCV(clf, spec["grid"], cv=cv, scoring="roc_auc", n_jobs=1)
+        cv = StratifiedKFold(n_splits=inner, shuffle=True, random_state=random_state)
+        if isinstance(clf, CalibratedSVM):  # search the SVC inside: grid names stay C, gamma
+            clf.set_params(
+                estimator=GridSearchCV(
+                    clf.estimator, spec["grid"], cv=cv, scoring="roc_auc", n_jobs=1
+                )
+            )
+        else:
+            clf = GridSearchCV(clf, spec["grid"], cv=cv, scoring="roc_auc", n_jobs=1)
     steps = list(pre_steps) + [
         ("impute", DataFrameStep(SimpleImputer(strategy="median"))),
         ("scale", DataFrameStep(StandardScaler())),
@@ -157,26 +210,51 @@ def cross_validated_predictions(
     n_repeats: int = 1,
     random_state: int = 0,
     surv_times=None,
+    folds: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Out-of-fold predictions: the whole pipeline is cloned and refit per fold.
 
     Binary y -> columns y_true, y_prob; survival y (time, event) -> time, event, score
     (+ ``S_{t}`` columns of the predicted survival at ``surv_times`` when given).
+    ``folds``: a fixed fold label per row of ``X`` (a published split): each label's
+    rows are held out once, in natural label order (``n_splits``, ``n_repeats`` and
+    ``random_state`` unused); else repeated stratified k-fold.
     """
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     survival = isinstance(y, pd.DataFrame)
     strat = y["event"].to_numpy(int) if survival else np.asarray(y).astype(int)
-    n_splits = int(max(2, min(n_splits, np.bincount(strat).min())))
-    cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
+    if folds is not None:
+        splits = fixed_folds(folds.reindex(X.index))
+        n_splits = len(splits)
+    else:
+        n_splits = int(max(2, min(n_splits, np.bincount(strat).min())))
+        cv = RepeatedStratifiedKFold(
+            n_splits=n_splits, n_repeats=n_repeats, random_state=random_state
+        )
+        splits = list(cv.split(X, strat))
     rows = []
-    for i, (tr, te) in enumerate(cv.split(X, strat)):
+    for i, (tr, te) in enumerate(splits):
         model = clone(pipeline).fit(X.iloc[tr], y.iloc[tr])
         Xt = X.iloc[te]
         part = pd.DataFrame({"case_id": Xt.index, "repeat": i // n_splits, "fold": i % n_splits})
         pred = _prediction_part(model, Xt, y.iloc[te], surv_times)
         rows.append(pd.concat([part, pred], axis=1))
     return pd.concat(rows).sort_values(["repeat", "case_id"]).reset_index(drop=True)
+
+
+def fixed_folds(labels: pd.Series) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) row positions for each fold label, labels in natural order."""
+    from radstudy.tableio import natural
+
+    if labels.isna().any():
+        case = labels.index[labels.isna().to_numpy()][0]
+        raise CaseError(f"case {case}: no fold in the fold column (evaluation.cv.fold_column)")
+    text = labels.astype(str).to_numpy()
+    names = natural(set(text))
+    if len(names) < 2:
+        raise CaseError(f"the fold column gives one fold only ({names[0]}); CV needs two")
+    return [(np.flatnonzero(text != f), np.flatnonzero(text == f)) for f in names]
 
 
 def leave_one_center_out_predictions(
@@ -238,6 +316,8 @@ def _final_features(pipeline) -> list[str]:
 def model_card(pipeline, X: pd.DataFrame, y, spec: dict) -> dict:
     """What a reader of the model needs: inputs, selected features + weights, versions."""
     final = pipeline.steps[-1][1]
+    if isinstance(final, CalibratedSVM):  # the SVC (or its grid search) refit on all rows
+        final = final.calibrated_classifiers_[0].estimator
     est = getattr(final, "best_estimator_", final)
     feats = _final_features(pipeline)
     weights = None

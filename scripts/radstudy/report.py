@@ -35,6 +35,7 @@ th,td{border:1px solid #ccd;padding:3px 7px;text-align:right}th{background:#eef3
 td:first-child,th:first-child{text-align:left}
 figure{display:inline-block;margin:.4em;vertical-align:top}figcaption{font-size:.85em;color:#555}
 .note{color:#555;font-size:.9em}.ok{color:#2f855a}.warn{color:#c05621}
+.alarm{border:2px solid #c53030;background:#fff5f5;color:#742a2a;padding:.5em 1em;margin:1em 0}
 nav a{margin-right:1em}
 """
 
@@ -248,15 +249,134 @@ def icc_section(icc: pd.DataFrame, threshold: float) -> str:
     return fig_html(fig, f"ICC distribution (threshold {threshold})") + table_html(cats, index=True)
 
 
-def combat_section(summary: dict, raw: pd.DataFrame, harm: pd.DataFrame) -> str:
+def _center_signal(pred: dict) -> str:
+    """Plain words on how well the centers can still be told apart after ComBat."""
+    lin, rf = pred.get("linear", {}), pred.get("forest", {})
+    rows = pd.DataFrame(
+        [
+            ["linear (logistic regression)", lin.get("before"), lin.get("after")],
+            ["random forest", rf.get("before"), rf.get("after")],
+        ],
+        columns=["model predicting the center", "AUC before", "AUC after"],
+    )
+    body = (
+        "<p>Center predictability: cross-validated AUC of predicting the center from "
+        "the features on the training rows (0.5 = centers indistinguishable).</p>"
+        + table_html(rows.round(3))
+    )
+    a_lin, a_rf = lin.get("after"), rf.get("after")
+    if a_rf is not None and np.isfinite(a_rf) and abs(a_rf - 0.5) >= 0.2:
+        linear = (
+            f" although a linear model can no longer (AUC {a_lin:.2f})"
+            if a_lin is not None and abs(a_lin - 0.5) < 0.2
+            else ""
+        )
+        body += (
+            f"<p><b>A random forest still tells the centers apart (AUC {a_rf:.2f}){linear}: "
+            "harmonisation did not remove the center signal.</b> Tied or near-constant "
+            "features, or center differences beyond location and scale, keep it.</p>"
+        )
+    elif a_rf is not None and np.isfinite(a_rf):
+        body += (
+            f"<p>After harmonisation neither a linear model (AUC {a_lin:.2f}) nor a random "
+            f"forest (AUC {a_rf:.2f}) tells the centers apart well.</p>"
+        )
+    return body
+
+
+def _not_harmonized(summary: dict) -> str:
+    info = summary.get("not_harmonized") or {}
+    counts = info.get("counts") or {}
+    if not counts:
+        return ""
+    feats = info.get("features", {})
+    parts = []
+    for why, n in counts.items():
+        names = [c for c, w in feats.items() if w == why]
+        shown = ", ".join(html.escape(c) for c in names[:8])
+        more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+        action = info.get("action", {}).get(why, "passed through unharmonised")
+        action = "passed through unharmonised" if action == "passed through" else action
+        parts.append(f"<li>{n} {html.escape(why)}, {action}: {shown}{more}</li>")
+    return (
+        "<p>Features ComBat did not harmonise (results/features/combat.json lists them "
+        "all):</p><ul>" + "".join(parts) + "</ul>"
+    )
+
+
+def _prevalence(summary: dict) -> str:
+    from radstudy.stages import prevalence_line
+
     body = ""
-    if "center_auc_before" in summary:
+    for ep, res in sorted((summary.get("prevalence") or {}).items()):
+        if res.get("differs"):
+            body += f"<p><b>Warning:</b> {html.escape(prevalence_line(ep, res))}.</p>"
+        else:
+            body += (
+                f"<p class='note'>Endpoint {html.escape(ep)}: outcome prevalence does not "
+                f"differ between the training centers ({html.escape(res['test'])} "
+                f"p = {res['p']:.2g}).</p>"
+            )
+    return body
+
+
+def loco_comparison(metrics: list[tuple[str, str, pd.DataFrame]]) -> str:
+    """Per model: mean per-center AUC (C-index) of leave-one-center-out with and
+    without harmonisation, and which is higher. ``metrics``: (endpoint, model, table)."""
+    lines = []
+    for endpoint, model, m in metrics:
+        per = m[m["cohort"].astype(str).str.contains(":")]
+        metric = "auc" if (per["metric"] == "auc").any() else "c_index"
+        per = per[per["metric"] == metric]
+        kind = per["cohort"].str.split(":", n=1, expand=True) if len(per) else None
+        if kind is None or kind.shape[1] < 2:
+            continue
+        per = per.assign(run=kind[0], center=kind[1])
+        wide = per.pivot_table(index="center", columns="run", values="value", aggfunc="first")
+        if not {"loco", "loco_unharmonized"} <= set(wide.columns):
+            continue
+        wide = wide[["loco", "loco_unharmonized"]].dropna()
+        if not len(wide):
+            continue
+        on, off = wide["loco"].mean(), wide["loco_unharmonized"].mean()
+        what = "AUC" if metric == "auc" else "C-index"
+        verdict = (
+            "harmonised generalised better to unseen centers"
+            if on > off
+            else "unharmonised generalised better to unseen centers"
+            if off > on
+            else "no difference"
+        )
+        lines.append(
+            f"<li>{html.escape(endpoint)} / {html.escape(model)}: mean per-center {what} "
+            f"{on:.3f} with harmonisation, {off:.3f} without ({len(wide)} centers): "
+            f"{verdict}</li>"
+        )
+    if not lines:
+        return ""
+    return (
+        "<p>Leave-one-center-out, each model refit with and without harmonisation "
+        "(cohorts loco and loco_unharmonized):</p><ul>" + "".join(lines) + "</ul>"
+    )
+
+
+def combat_section(
+    summary: dict,
+    raw: pd.DataFrame,
+    harm: pd.DataFrame,
+    loco: list[tuple[str, str, pd.DataFrame]] | None = None,
+) -> str:
+    body = ""
+    if "center_predictability" in summary:
+        body += _center_signal(summary["center_predictability"])
+    elif "center_auc_before" in summary:
         body += (
             f"<p>Center predictability (CV AUC of predicting the center from the features, "
             f"training rows): <b>{summary['center_auc_before']:.3f}</b> before, "
             f"<b>{summary['center_auc_after']:.3f}</b> after ComBat (0.5 = centers "
             f"indistinguishable).</p>"
         )
+    body += _not_harmonized(summary) + _prevalence(summary) + loco_comparison(loco or [])
     feats = [
         c for c in raw.columns if c not in ("center", "split") and not c.startswith("clinical__")
     ]
@@ -334,6 +454,37 @@ def confusion_fig(metrics: pd.DataFrame) -> str:
     return fig_html(fig, f"Confusion matrices{t}")
 
 
+def fold_summary_note(metrics: pd.DataFrame) -> str:
+    """One line per cohort with folds: headline per-fold (per-center) mean +- SD of
+    the AUC / C-index next to the pooled value (metrics.tsv has both)."""
+    v = metrics.set_index(["cohort", "metric"])["value"]
+    lines = []
+    for cohort in sorted(metrics["cohort"].unique()):
+        for name, label in (("auc", "AUC"), ("c_index", "C-index")):
+            for unit in ("fold", "center"):
+                if (cohort, f"{name}_{unit}_mean") not in v.index:
+                    continue
+                lines.append(
+                    f"{html.escape(cohort)}: {label} mean of {int(v[cohort, f'{name}_{unit}s'])} "
+                    f"per-{unit} values {v[cohort, f'{name}_{unit}_mean']:.3f} +- "
+                    f"{v[cohort, f'{name}_{unit}_sd']:.3f} (SD; the headline {name}); "
+                    f"pooled over the {unit}s {v.get((cohort, f'{name}_pooled'), np.nan):.3f}"
+                )
+    return "<p class='note'>" + "<br>".join(lines) + "</p>" if lines else ""
+
+
+def null_check_failures(endpoint: str, model: str, metrics: pd.DataFrame) -> list[str]:
+    """One line per shuffled-label cohort whose AUC lies outside its null band."""
+    m = metrics.pivot_table(index="cohort", columns="metric", values="value", aggfunc="first")
+    if "null_check_pass" not in m.columns:
+        return []
+    return [
+        f"{endpoint} / {model}: {cohort} AUC {r['auc']:.3f} outside the 99% null band "
+        f"[{r['auc_null_band_low']:.3f}, {r['auc_null_band_high']:.3f}]"
+        for cohort, r in m[m["null_check_pass"] == 0].iterrows()
+    ]
+
+
 def model_section(
     endpoint: str,
     model: str,
@@ -359,6 +510,7 @@ def model_section(
         )
     ).pivot_table(index="metric", columns="cohort", values="txt", aggfunc="first")
     body += table_html(ci if len(ci) else wide, index=True)
+    body += fold_summary_note(metrics)
     body += _curve_fig(curves, "roc", "1 - specificity", "sensitivity", "ROC", diagonal=True)
     body += _curve_fig(
         curves,
@@ -522,7 +674,14 @@ def checklist(cfg: dict, n_train: int) -> str:
             "Feature extraction",
             f"pyradiomics, params {cfg['features']['params']}, mode {cfg['features']['mode']}",
         ),
-        ("Harmonisation", "ComBat fitted on training rows" if h["enabled"] else "none"),
+        (
+            "Harmonisation",
+            "ComBat fitted on training rows, per group "
+            + ", ".join(f"{g}: {m}" for g, m in h["groups"].items())
+            + f"; tied features (> {h['tie_threshold']:g} of a center): {h['tied']}"
+            if h["enabled"]
+            else "none",
+        ),
         (
             "Reproducibility",
             f"ICC {r['icc_type']} >= {r['threshold']}" if r["enabled"] else "none",
@@ -550,7 +709,28 @@ def checklist(cfg: dict, n_train: int) -> str:
     return table_html(pd.DataFrame(items, columns=["item", "this run"]))
 
 
+def null_banner(failures: list[str]) -> str:
+    """Top-of-report alarm when a model's shuffled-label AUC left its null band."""
+    if not failures:
+        return ""
+    items = "".join(f"<li>{html.escape(f)}</li>" for f in failures)
+    return (
+        "<div class='alarm'><b>Null check failed.</b> With shuffled labels these models "
+        "still discriminate, which points to leakage or a broken model; do not trust "
+        f"their metrics until explained:<ul>{items}</ul></div>"
+    )
+
+
 # --------------------------------------------------------------------------- entry point
+def _loco_metrics(inputs: dict) -> list[tuple[str, str, pd.DataFrame]]:
+    """(endpoint, model, metrics) of every model, for the leave-one-center-out lines."""
+    out = []
+    for card_p, met_p in zip(inputs["cards"], inputs["metrics"], strict=True):
+        card = json.loads(Path(card_p).read_text())
+        out.append((card["endpoint"], card["model"], pd.read_csv(met_p, sep="\t")))
+    return out
+
+
 def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
     """Write the report from the workflow's outputs (paths in ``inputs``)."""
     cases = _read_tsv(inputs["cases"])
@@ -589,20 +769,24 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
             icc_section(icc, cfg["reproducibility"]["threshold"]),
         ),
         section(
-            "combat", "Harmonisation across centers (ComBat)", combat_section(combat, raw, harm)
+            "combat",
+            "Harmonisation across centers (ComBat)",
+            combat_section(combat, raw, harm, _loco_metrics(inputs)),
         ),
     ]
-    models = ""
+    models, null_failed = "", []
     for card_p, met_p, cur_p, sel_p in zip(
         inputs["cards"], inputs["metrics"], inputs["curves"], inputs["selections"], strict=True
     ):
         card = json.loads(Path(card_p).read_text())
         sel = pd.read_csv(sel_p, sep="\t") if Path(sel_p).stat().st_size > 1 else pd.DataFrame()
+        met = pd.read_csv(met_p, sep="\t")
+        null_failed += null_check_failures(card["endpoint"], card["model"], met)
         models += model_section(
             card["endpoint"],
             card["model"],
             card,
-            pd.read_csv(met_p, sep="\t"),
+            met,
             pd.read_parquet(cur_p),
             sel,
         )
@@ -641,7 +825,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
     page = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{title}: radstudy report</title><style>{CSS}</style></head><body>"
-        f"<h1>{title}</h1><p>{desc}</p><nav>{nav}</nav>{''.join(parts)}"
+        f"<h1>{title}</h1>{null_banner(null_failed)}<p>{desc}</p><nav>{nav}</nav>{''.join(parts)}"
         f"<p class='note'>radstudy {__version__}</p></body></html>\n"
     )
     Path(out_html).parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from radstudy import __version__
 from radstudy.errors import CaseError
-from radstudy.tables import read_outcomes, read_tables
+from radstudy.tables import read_column, read_outcomes, read_tables
 
 log = logging.getLogger(__name__)
 FLOAT = "%.6g"
@@ -94,11 +94,15 @@ def _robust(path: str | None) -> list[str] | None:
 
 
 # ------------------------------------------------------------------------ harmonisation
-def combat_from_cfg(cfg: dict):
-    from radstudy.harmonize import ComBat
+def combat_from_cfg(cfg: dict, groups: list[str] | None = None):
+    """ComBat per feature group (harmonization.groups) from the harmonization block;
+    with ``groups`` (a model's), the groups not among them are left as they are."""
+    from radstudy.harmonize import GroupComBat
 
     h = cfg["harmonization"] if "harmonization" in cfg else cfg
-    return ComBat(
+    modes = {g: m if groups is None or g in groups else "none" for g, m in h["groups"].items()}
+    return GroupComBat(
+        groups=tuple(sorted(modes.items())),
         batch_col="center",
         covariate_cols=tuple(f"clinical__{c}" for c in h["covariates"]),
         parametric=h["parametric"],
@@ -106,12 +110,62 @@ def combat_from_cfg(cfg: dict):
         mean_only=h["mean_only"],
         ref_batch=h["ref_batch"] or None,
         min_new_batch=h["min_new_batch"],
+        tie_threshold=h["tie_threshold"],
+        tied=h["tied"],
     )
 
 
-def fit_combat(tables: list[str], hcfg: dict, out_model: str, out_summary: str) -> None:
-    """Fit ComBat on the training rows of the training centers; save it frozen."""
-    from radstudy.harmonize import center_predictability
+def harmonized_groups(hcfg: dict, groups: list[str]) -> list[str]:
+    """The groups among ``groups`` that ComBat changes (none when harmonisation is off)."""
+    if not hcfg["enabled"]:
+        return []
+    return [g for g in groups if hcfg["groups"].get(g, "none") != "none"]
+
+
+def prevalence_by_center(y: pd.Series, center: pd.Series, alpha: float) -> dict[str, object] | None:
+    """Outcome prevalence per training center and a test that it is the same in all
+    (Fisher's exact test for two centers, else chi-square); None with < 2 centers."""
+    from scipy.stats import chi2_contingency, fisher_exact
+
+    y = pd.to_numeric(y, errors="coerce")
+    known = y.isin([0, 1])
+    y, center = y[known].astype(int), center[known].astype(str)
+    if center.nunique() < 2 or y.nunique() < 2:
+        return None
+    table = pd.crosstab(center, y).reindex(columns=[0, 1], fill_value=0).sort_index()
+    if len(table) == 2:
+        test, p = "Fisher's exact test", float(fisher_exact(table.to_numpy())[1])
+    else:
+        test, p = "chi-square test", float(chi2_contingency(table.to_numpy())[1])
+    return {
+        "prevalence": {str(c): float(r[1] / r.sum()) for c, r in table.iterrows()},
+        "n": {str(c): int(r.sum()) for c, r in table.iterrows()},
+        "test": test,
+        "p": p,
+        "alpha": float(alpha),
+        "differs": bool(p < alpha),
+    }
+
+
+def fit_combat(
+    tables: list[str],
+    hcfg: dict,
+    out_model: str,
+    out_summary: str,
+    sheets: list[str] | None = None,
+    endpoints: dict[str, dict] | None = None,
+    seed: int = 0,
+) -> None:
+    """Fit ComBat on the training rows of the training centers; save it frozen.
+
+    The summary (``out_summary``) also holds: the features ComBat left unharmonised or
+    dropped, with their reason; how well a linear model and a random forest (seeded
+    by ``seed``) tell the training centers apart before and after; and, per binary
+    endpoint (``endpoints``: name -> endpoint spec, read from ``sheets``), whether the
+    outcome prevalence differs between the training centers (a logged warning when it
+    does: ComBat on the center alone then also removes outcome signal).
+    """
+    from radstudy.harmonize import TIED_REASONS, center_predictability
 
     X = read_tables(tables)
     X = X[X["split"] == "train"].drop(columns="split")
@@ -127,11 +181,60 @@ def fit_combat(tables: list[str], hcfg: dict, out_model: str, out_summary: str) 
         "n_features": len(feats),
         "settings": {k: hcfg.get(k) for k in sorted(hcfg)},
     }
+    if hcfg["enabled"]:
+        skipped = combat.skipped_features_
+        counts: dict[str, int] = {}
+        for why in skipped.values():
+            counts[why] = counts.get(why, 0) + 1
+        summary["harmonized_groups"] = combat.modes()  # mode -> groups (none left out)
+        summary["n_harmonized"] = len(combat.features_)
+        summary["not_harmonized"] = {
+            "action": {
+                w: ("dropped" if hcfg["tied"] == "drop" and w in TIED_REASONS else "passed through")
+                for w in sorted(counts)
+            },
+            "counts": dict(sorted(counts.items())),
+            "features": {c: skipped[c] for c in sorted(skipped)},
+            "tie_share": {c: combat.tie_share_[c] for c in sorted(combat.tie_share_)},
+        }
     if hcfg["enabled"] and X["center"].nunique() > 1:
         H = combat.transform(X)
-        summary["center_auc_before"] = center_predictability(X[feats], X["center"], seed=0)
-        summary["center_auc_after"] = center_predictability(H[feats], X["center"], seed=0)
+        after = [c for c in feats if c in H.columns]
+        pred: dict[str, dict[str, float]] = {}
+        for model in ("linear", "forest"):
+            pred[model] = {
+                "before": center_predictability(X[feats], X["center"], seed=seed, model=model),
+                "after": center_predictability(H[after], X["center"], seed=seed, model=model),
+            }
+        summary["center_predictability"] = pred
+        summary["center_auc_before"] = pred["linear"]["before"]
+        summary["center_auc_after"] = pred["linear"]["after"]
+    if sheets and endpoints and X["center"].nunique() > 1:
+        summary["prevalence"] = {}
+        for name, spec in sorted(endpoints.items()):
+            if spec["type"] != "binary":
+                continue
+            y = read_outcomes(sheets, spec).reindex(X.index)
+            res = prevalence_by_center(y, X["center"], hcfg["prevalence_alpha"])
+            if res is None:
+                continue
+            summary["prevalence"][name] = res
+            if res["differs"]:
+                log.warning("%s", prevalence_line(name, res))
     _write_json(summary, out_summary)
+
+
+def prevalence_line(endpoint: str, res: dict) -> str:
+    """One line saying that (and how) an endpoint's prevalence differs by center."""
+    per = ", ".join(
+        f"{c} {100 * v:.0f}% of {res['n'][c]}" for c, v in sorted(res["prevalence"].items())
+    )
+    return (
+        f"endpoint {endpoint}: outcome prevalence differs between training centers ({per}; "
+        f"{res['test']} p = {res['p']:.2g} < {res['alpha']:g}): ComBat on the center alone "
+        "also removes part of the outcome signal; compare the leave-one-center-out results "
+        "with and without harmonisation"
+    )
 
 
 def harmonize_center(model: str, table: str, out_table: str) -> None:
@@ -192,17 +295,31 @@ def compute_icc(
 # ------------------------------------------------------------------------------ models
 def build_pipeline(spec: dict, cfg: dict, ep: dict, robust: list[str] | None, seed: int):
     """The whole learned chain of one model as one (imblearn) Pipeline."""
+    from radstudy.impute import imputation_from_cfg
     from radstudy.models import ColumnGroupSelector, build_classification_pipeline
     from radstudy.reproducibility import ICCFilter
     from radstudy.selection import build_selector
 
     groups = list(spec["groups"])
-    pre = [("groups", ColumnGroupSelector(groups=tuple(groups), keep_cols=("center",)))]
-    harmonize = cfg["harmonization"]["enabled"] and ("radiomics" in groups or "deep" in groups)
+    # ComBat per group (harmonization.groups); its covariates reach it even when the
+    # model does not see the clinical group, and are dropped again after it
+    harmonized = harmonized_groups(cfg["harmonization"], groups)
+    harmonize = bool(harmonized)
+    with_covs = any(cfg["harmonization"]["groups"][g] == "combat_covariates" for g in harmonized)
+    covs = [f"clinical__{c}" for c in cfg["harmonization"]["covariates"]] if with_covs else []
+    covs = [c for c in covs if "clinical" not in groups]
+    keep = ("center", *covs)
+    pre = [("groups", ColumnGroupSelector(groups=tuple(groups), keep_cols=keep))]
+    # gaps: features missing too often dropped, the rest filled (training rows of
+    # this fit only), before ComBat, which cannot take gaps
+    pre.append(("impute_missing", imputation_from_cfg(cfg["imputation"])))
     if harmonize:
-        pre.append(("combat", combat_from_cfg(cfg)))
+        pre.append(("combat", combat_from_cfg(cfg, groups)))
+        if covs:
+            drop_covs = ColumnGroupSelector(groups=(*groups, "missing"), keep_cols=())
+            pre.append(("drop_covariates", drop_covs))
     else:
-        pre.append(("drop_center", ColumnGroupSelector(groups=tuple(groups), keep_cols=())))
+        pre.append(("drop_center", ColumnGroupSelector(groups=(*groups, "missing"), keep_cols=())))
     if robust is not None and "radiomics" in groups:
         pre.append(("icc", ICCFilter(keep=robust)))
     # a model's own selection steps replace the top-level ones (config.schema.yaml)
@@ -312,6 +429,7 @@ def cross_validate_model(
     seed = _seed(cfg, endpoint, model)
     pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed)
     cv = cfg["evaluation"]["cv"]
+    folds = read_column(sheets, cv["fold_column"]) if cv["fold_column"] else None
     times = surv_times(y) if ep["type"] == "survival" else None
     runs = [("cv", y)]
     if cfg["evaluation"]["shuffled_null"] and ep["type"] == "binary":
@@ -327,16 +445,25 @@ def cross_validate_model(
             n_repeats=cv["n_repeats"],
             random_state=seed,
             surv_times=times,
+            folds=folds,
         )
         pred.insert(0, "cohort", cohort)
         frames.append(pred)
     if cfg["evaluation"]["loco"] and X["center"].nunique() > 1:
         # leave-one-center-out over the training centers: pooled ("loco", the mean of
-        # per-center AUCs) and per held-out center ("loco:{center}")
-        loco = leave_one_center_out_predictions(pipe, X, y, surv_times=times)
-        loco = loco.drop(columns="center")
-        per = loco.assign(cohort="loco:" + loco["fold"].astype(str), fold=np.nan)
-        frames += [loco.assign(cohort="loco"), per]
+        # per-center AUCs) and per held-out center ("loco:{center}"); with harmonisation
+        # on, also without it ("loco_unharmonized", "loco_unharmonized:{center}")
+        loco_runs = [("loco", pipe)]
+        if harmonized_groups(cfg["harmonization"], list(spec["groups"])):
+            # the same without harmonisation: which of the two generalises to new centers
+            plain = {**cfg, "harmonization": {**cfg["harmonization"], "enabled": False}}
+            unharmonized = build_pipeline(spec, plain, ep, _robust(robust_path), seed)
+            loco_runs.append(("loco_unharmonized", unharmonized))
+        for name, chain in loco_runs:
+            loco = leave_one_center_out_predictions(chain, X, y, surv_times=times)
+            loco = loco.drop(columns="center")
+            per = loco.assign(cohort=f"{name}:" + loco["fold"].astype(str), fold=np.nan)
+            frames += [loco.assign(cohort=name), per]
     out = pd.concat(frames).sort_values(["cohort", "repeat", "case_id"])
     _write_tsv(out, out_predictions)
 
@@ -415,6 +542,7 @@ def evaluate_model(
     pred = pd.concat([pred, ext]) if ext["center"].nunique() > 1 else pred
     n_boot = cfg["evaluation"]["bootstrap"]
     seed = _seed(cfg, endpoint, "evaluate")
+    folds = [c for c in ("repeat", "fold") if c in cv.columns]  # per-fold / per-center metrics
     if ep["type"] == "binary":
         thr_cfg = cfg["evaluation"]["threshold"]
         oof = cv[cv["cohort"] == "cv"]
@@ -425,7 +553,7 @@ def evaluate_model(
         )
         table = pd.concat([cv, pred[["case_id", "cohort", "y_true", "y_prob"]]])
         metrics, curves = ev.evaluate_binary(
-            table[["case_id", "cohort", "y_true", "y_prob"]],
+            table.reindex(columns=["case_id", "cohort", "y_true", "y_prob", *folds]),
             threshold=threshold,
             n_boot=n_boot,
             seed=seed,
@@ -435,7 +563,7 @@ def evaluate_model(
         s_cols = [c for c in cv.columns if c.startswith("S_")]
         if not all(c in pred.columns for c in s_cols):
             s_cols = []  # predicted survival missing somewhere: no Brier score
-        table = pd.concat([cv[cols + s_cols], pred[cols + s_cols]]).reset_index(drop=True)
+        table = pd.concat([cv[cols + folds + s_cols], pred[cols + s_cols]]).reset_index(drop=True)
         surv = None
         if s_cols:
             surv = table[s_cols].set_axis([float(c[2:]) for c in s_cols], axis=1)
@@ -448,8 +576,30 @@ def evaluate_model(
             train_cohort="train",
             surv=surv,
         )
+    _null_check(metrics, endpoint, card_d.get("model", Path(cv_path).parent.name), cfg)
     _write_tsv(metrics, out_metrics)
     curves.to_parquet(out_curves)
+
+
+def _null_check(metrics: pd.DataFrame, endpoint: str, model: str, cfg: dict) -> None:
+    """Log the shuffled-label check; with ``evaluation.fail_on_null`` exit non-zero
+    (one line naming endpoint, model, shuffled AUC and band) when it fails."""
+    m = metrics.pivot_table(index="cohort", columns="metric", values="value", aggfunc="first")
+    if "null_check_pass" not in m.columns:
+        return
+    for cohort, r in m[m["null_check_pass"].notna()].iterrows():
+        msg = (
+            f"null check: endpoint {endpoint}, model {model}: {cohort} AUC {r['auc']:.3f} "
+            f"{'inside' if r['null_check_pass'] else 'OUTSIDE'} the 99% null band "
+            f"[{r['auc_null_band_low']:.3f}, {r['auc_null_band_high']:.3f}]"
+        )
+        if r["null_check_pass"]:
+            log.info(msg)
+        elif cfg["evaluation"]["fail_on_null"]:
+            log.error(msg)
+            raise SystemExit(f"{msg} (evaluation.fail_on_null)")
+        else:
+            log.warning(msg)
 
 
 # -------------------------------------------------------------------------- segmentation

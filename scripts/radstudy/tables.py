@@ -8,20 +8,27 @@ Wide tables are indexed by ``case_id`` (sorted) with the meta columns
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from radstudy.errors import ConfigError
+from radstudy.tableio import numeric, read_table, sort_cases
+
+log = logging.getLogger(__name__)
 
 META = ("center", "split")
 
 
 def column_group(col: str) -> str:
-    """Group of a feature column: 'meta', 'clinical', 'deep' or 'radiomics'."""
+    """Group of a feature column: 'meta', 'missing', 'clinical', 'deep' or 'radiomics'."""
     if col in META:
         return "meta"
+    if col.startswith("missing__"):  # 0/1 gap indicators (radstudy.impute)
+        return "missing"
     if col.startswith("clinical__"):
         return "clinical"
     if "__deep_" in col:
@@ -141,8 +148,7 @@ def with_clinical(table: pd.DataFrame, sheet: pd.DataFrame, clinical: list[str])
         out[f"clinical__{col}"] = pd.to_numeric(sheet.loc[out.index, col]).astype(float)
     meta = [c for c in META if c in out.columns]
     feats = sorted(c for c in out.columns if c not in META)
-    out = out[meta + feats].sort_index()
-    return out
+    return sort_cases(out[meta + feats])
 
 
 def join_center_tables(
@@ -185,67 +191,115 @@ def assemble_center(
     Path(out_table).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out_table)
     excl.insert(1, "center", sheet.set_index("case_id").loc[excl["case_id"], "center"].values)
-    excl.sort_values("case_id").to_csv(out_excluded, sep="\t", index=False)
+    sort_cases(excl, "case_id").to_csv(out_excluded, sep="\t", index=False)
     return table
 
 
-def read_feature_table(path: str | Path) -> pd.DataFrame:
-    """A published feature table (TSV, or CSV by extension): case_id + numeric features.
-
-    Columns named like the workflow's (``{seq}__...``, ``clinical__...``) keep their
-    names; other numeric columns become ``table__{name}`` (group radiomics). Sheet
-    columns (center, split, outcomes, clinical) may be present: they are ignored here
-    because the cohort sheet provides them.
-    """
-    path = Path(path)
-    sep = "," if path.suffix.lower() == ".csv" else "\t"
-    df = pd.read_csv(path, sep=sep, dtype={"case_id": str})
-    if "case_id" not in df.columns:
-        raise ConfigError(f"{path}: the feature table needs a case_id column")
-    dup = df["case_id"][df["case_id"].duplicated()].tolist()
+def read_feature_table(path: str | Path, id_column: str = "case_id") -> pd.DataFrame:
+    """A feature table in any format :func:`radstudy.tableio.read_table` reads, every
+    cell as text, indexed by its id column (``cohort.id_column``) as ``case_id``."""
+    df = read_table(path, "feature table")
+    if id_column not in df.columns:
+        raise ConfigError(
+            f"feature table {path}: no id column '{id_column}' (config key cohort.id_column)"
+        )
+    ids = df[id_column]
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0]) + 2
+        raise ConfigError(f"feature table {path}: row {row} has no {id_column}")
+    dup = ids[ids.duplicated()].tolist()
     if dup:
-        raise ConfigError(f"{path}: duplicated case_id(s) {', '.join(dup[:5])}")
-    return df.set_index("case_id")
+        raise ConfigError(f"feature table {path}: duplicated {id_column}(s) {', '.join(dup[:5])}")
+    return df.set_index(id_column).rename_axis("case_id")
+
+
+def column_roles(
+    columns: Iterable[str], non_features: Iterable[str], features: list[str], ignore: list[str]
+) -> dict[str, str]:
+    """Role of each feature-table column: 'sheet' (id, meta, outcome, clinical, ...:
+    ``non_features``), 'ignored' (``ignore`` patterns), 'feature' (``features``
+    patterns; ``clinical__`` columns are the sheet's), or 'left out' (none of these)."""
+    from fnmatch import fnmatchcase
+
+    sheet = set(non_features) | set(META)
+    roles = {}
+    for col in columns:
+        if col in sheet or col.startswith("clinical__"):
+            roles[col] = "sheet"
+        elif any(fnmatchcase(col, p) for p in ignore):
+            roles[col] = "ignored"
+        elif any(fnmatchcase(col, p) for p in features):
+            roles[col] = "feature"
+        else:
+            roles[col] = "left out"
+    return roles
+
+
+def _shown(names: list[str], n: int = 8) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")
 
 
 def import_center(
     table_path: str | Path,
     sheet_tsv: str | Path,
-    clinical: list[str],
+    cohort: dict,
     non_features: list[str],
     out_table: str | Path,
     out_excluded: str | Path,
+    out_columns: str | Path | None = None,
 ) -> pd.DataFrame:
     """One center's wide table from a feature table (the feature-table entry point).
 
-    Feature columns: every column except ``non_features`` (the sheet's id, meta,
-    outcome, clinical and descriptor columns, so the table may be the sheet itself);
-    a non-numeric one is an error naming it. Cases of the sheet without a row in the
-    table are excluded with a reason.
+    ``cohort``: the config's cohort block (id_column, feature_columns,
+    ignore_columns, clinical). ``non_features``: the sheet's own names of the id,
+    meta, outcome, fold, clinical and descriptor columns (the table may be the sheet
+    itself). Feature columns are the ``feature_columns`` patterns' matches: a text
+    one is an error naming it; the other columns are left out with one log line
+    (``out_columns`` lists every column's role and how many of this center's cases
+    have a value). Names without ``__`` become ``table__{name}``. Cases of the sheet
+    without a row in the table are excluded with a reason.
     """
     sheet = pd.read_csv(sheet_tsv, sep="\t", dtype={"case_id": str, "center": str})
-    table = read_feature_table(table_path)
-    skip = set(non_features) | {"center", "split"}
+    table = read_feature_table(table_path, cohort["id_column"])
+    roles = column_roles(
+        table.columns, non_features, cohort["feature_columns"], cohort["ignore_columns"]
+    )
+    left_out = [c for c, r in roles.items() if r == "left out"]
+    if left_out:
+        log.warning(
+            "%d column(s) of %s are not features (not matched by cohort.feature_columns "
+            "%s) and are left out: %s",
+            len(left_out),
+            Path(table_path).name,
+            cohort["feature_columns"],
+            _shown(left_out),
+        )
     feats = {}
-    for col in table.columns:
-        if col in skip or col.startswith("clinical__"):
-            continue
-        values = pd.to_numeric(table[col], errors="coerce")
-        bad = table[col].notna() & values.isna()
-        if bad.any():
+    for col in (c for c, r in roles.items() if r == "feature"):
+        values = numeric(table[col])
+        if values is None:
+            bad = table[col].notna() & pd.to_numeric(table[col], errors="coerce").isna()
             case = table.index[bad.to_numpy()][0]
             raise ConfigError(
-                f"{table_path}: feature column '{col}' is not numeric "
-                f"(case {case}: {table.loc[case, col]!r})"
+                f"{table_path}: feature column '{col}' is not numeric (case {case}: "
+                f"{table.loc[case, col]!r}); list it in cohort.ignore_columns or narrow "
+                "cohort.feature_columns"
             )
         feats[col if "__" in col else f"table__{col}"] = values
+    if not feats:
+        raise ConfigError(
+            f"{table_path}: no feature column matches cohort.feature_columns "
+            f"{cohort['feature_columns']} (columns: {_shown(list(table.columns))}); "
+            "use ['*'] for every column that is not an id, outcome or clinical column"
+        )
     features = pd.DataFrame(feats, index=table.index)
-    cases = sorted(sheet["case_id"])
-    missing = [c for c in cases if c not in features.index]
-    rows = features.loc[[c for c in cases if c in features.index]]
+    cases = list(sheet["case_id"])
+    have = set(features.index)
+    missing = [c for c in cases if c not in have]
+    rows = features.loc[[c for c in cases if c in have]]
     rows = rows[sorted(rows.columns)]
     rows.index.name = "case_id"
-    out = with_clinical(rows, sheet, clinical)
+    out = with_clinical(rows, sheet, cohort["clinical"])
     out = out.apply(lambda s: s.astype(float) if s.name not in META else s)
     Path(out_table).parent.mkdir(parents=True, exist_ok=True)
     out.to_parquet(out_table)
@@ -259,6 +313,16 @@ def import_center(
         }
     )
     excl.to_csv(out_excluded, sep="\t", index=False)
+    if out_columns is not None:
+        mine = table.loc[[c for c in cases if c in have]]
+        pd.DataFrame(
+            {
+                "column": [cohort["id_column"], *roles],
+                "role": ["id", *roles.values()],
+                "n_values": [len(mine)] + [int(mine[c].notna().sum()) for c in roles],
+                "n_cases": len(mine),
+            }
+        ).to_csv(out_columns, sep="\t", index=False, lineterminator="\n")
     return out
 
 
@@ -295,7 +359,7 @@ def assemble_readers(
 def read_tables(paths: Iterable[str | Path]) -> pd.DataFrame:
     """Concatenate per-center wide tables, sorted by case_id."""
     frames = [pd.read_parquet(p) for p in paths]
-    return pd.concat(frames).sort_index()
+    return sort_cases(pd.concat(frames))
 
 
 def read_outcomes(sheets: Iterable[str | Path], endpoint: dict) -> pd.DataFrame | pd.Series:
@@ -303,11 +367,17 @@ def read_outcomes(sheets: Iterable[str | Path], endpoint: dict) -> pd.DataFrame 
     sheet = (
         pd.concat([pd.read_csv(s, sep="\t", dtype={"case_id": str, "center": str}) for s in sheets])
         .set_index("case_id")
-        .sort_index()
+        .pipe(sort_cases)
     )
     if endpoint["type"] == "binary":
         return sheet[endpoint["column"]].rename("y")
     return sheet[[endpoint["time"], endpoint["event"]]].set_axis(["time", "event"], axis=1)
+
+
+def read_column(sheets: Iterable[str | Path], column: str) -> pd.Series:
+    """One sheet column (as text, missing as NaN) of every case of the center sheets."""
+    frames = [pd.read_csv(s, sep="\t", dtype=str) for s in sheets]
+    return pd.concat(frames).set_index("case_id")[column]
 
 
 def collect_exclusions(paths: Iterable[str | Path], out: str | Path) -> pd.DataFrame:
@@ -316,6 +386,6 @@ def collect_exclusions(paths: Iterable[str | Path], out: str | Path) -> pd.DataF
     frames = [f for f in frames if len(f)]
     cols = ["case_id", "center", "stage", "reason"]
     df = pd.concat(frames)[cols] if frames else pd.DataFrame(columns=cols)
-    df = df.sort_values(["center", "case_id"]).reset_index(drop=True)
+    df = sort_cases(df, ["center", "case_id"]).reset_index(drop=True)
     df.to_csv(out, sep="\t", index=False, lineterminator="\n")
     return df

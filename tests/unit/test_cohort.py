@@ -154,3 +154,89 @@ def test_batches_are_balanced_sorted_runs():
     assert list(batches(ids, 1).values()) == [[c] for c in sorted(ids)]
     with pytest.raises(ConfigError, match="batch_size"):
         batches(ids, 0)
+
+
+def _published(tmp_path, name="t.csv.gz", **cols):
+    df = pd.DataFrame(
+        {
+            "ID": ["10", "2", "1", "3"],
+            "Target": ["yes", "no", "yes", "no"],
+            "t": ["5", "3", "1", "2"],
+            "status": ["2", "1", "2", "1"],
+            "f": ["0.1", "0.2", "0.3", "0.4"],
+        }
+    )
+    for k, v in cols.items():
+        df[k] = v
+    path = tmp_path / name
+    df.to_csv(path, index=False)
+    return path
+
+
+def _table_cfg(**endpoint):
+    return with_defaults(
+        {
+            "cohort": {
+                "sheet": "t.csv.gz",
+                "id_column": "ID",
+                "center_column": "",
+                "split_column": "",
+                "features_table": "t.csv.gz",
+                "feature_columns": ["*"],
+            },
+            "endpoints": {"y": {"type": "binary", "column": "Target", **endpoint}},
+        }
+    )
+
+
+def test_a_published_table_is_a_sheet_with_a_stated_positive_class(tmp_path):
+    cases, excluded = load_cohort(_published(tmp_path), _table_cfg(positive="yes"), SCHEMA)
+    # the id column becomes case_id, one center "all", every case a training case,
+    # ids in natural order, yes -> 1
+    assert list(cases["case_id"]) == ["1", "2", "3", "10"]
+    assert set(cases["center"]) == {"all"} and set(cases["split"]) == {"train"}
+    assert list(cases["Target"]) == [1, 0, 0, 1]
+    assert excluded.empty
+
+
+def test_text_labels_need_a_positive_class(tmp_path):
+    with pytest.raises(ConfigError, match="'yes' is not 0 or 1.*endpoints.y.positive"):
+        load_cohort(_published(tmp_path), _table_cfg(), SCHEMA)
+    with pytest.raises(ConfigError, match="positive is 'maybe' but column 'Target' has only"):
+        load_cohort(_published(tmp_path), _table_cfg(positive="maybe"), SCHEMA)
+    path = _published(tmp_path, Target=["True", "False", "false", "TRUE"])
+    cases, _ = load_cohort(path, _table_cfg(), SCHEMA)  # True/False: True is positive
+    assert list(cases["Target"]) == [0, 0, 1, 1]
+    path = _published(tmp_path, Target=["a", "b", "c", "a"])
+    with pytest.raises(ConfigError, match="has 3 values \\(a, b, c\\); a binary outcome has two"):
+        load_cohort(path, _table_cfg(positive="a"), SCHEMA)
+
+
+def test_survival_events_coded_1_2(tmp_path):
+    cfg = _table_cfg(positive="yes")
+    cfg["endpoints"]["os"] = {"type": "survival", "time": "t", "event": "status"}
+    with pytest.raises(ConfigError, match="column 'status': '2' is not 0 or 1"):
+        load_cohort(_published(tmp_path), cfg, SCHEMA)
+    cfg["endpoints"]["os"]["positive"] = 2
+    cases, _ = load_cohort(_published(tmp_path), cfg, SCHEMA)
+    assert list(cases["status"]) == [1, 0, 0, 1]
+
+
+def test_configured_id_column_must_exist(tmp_path):
+    cfg = _table_cfg(positive="yes")
+    cfg["cohort"]["id_column"] = "PatientID"
+    with pytest.raises(ConfigError, match="no column 'PatientID' \\(config key cohort.id_column\\)"):
+        load_cohort(_published(tmp_path), cfg, SCHEMA)
+    cfg["cohort"]["id_column"] = "ID"
+    cfg["cohort"]["center_column"] = "center"
+    with pytest.raises(ConfigError, match="or set cohort.center_column: ''"):
+        load_cohort(_published(tmp_path), cfg, SCHEMA)
+
+
+def test_the_fold_column_is_carried(tmp_path):
+    cfg = _table_cfg(positive="yes")
+    cfg["evaluation"]["cv"]["fold_column"] = "fold"
+    with pytest.raises(ConfigError, match="missing column\\(s\\) fold"):
+        load_cohort(_published(tmp_path), cfg, SCHEMA)
+    cases, _ = load_cohort(_published(tmp_path, fold=["1", "2", "1", "2"]), cfg, SCHEMA)
+    assert list(cases["fold"]) == [1, 2, 2, 1]

@@ -19,6 +19,7 @@ KEYWORDS = {
     "additionalProperties", "required", "items", "enum", "const", "oneOf", "anyOf",
     "if", "then", "else", "minItems", "maxItems", "minimum", "maximum",
     "exclusiveMinimum", "pattern", "propertyNames", "minProperties", "uniqueItems",
+    "minLength",
 }  # fmt: skip
 MINIMAL = {
     "cohort": {"sheet": "cases.tsv", "sequences": ["T2"], "readers": ["R1"]},
@@ -78,11 +79,12 @@ def test_minimal_config_gets_the_schema_defaults_as_snakemake_fills_them():
     validate(theirs, str(rc.SCHEMA_PATH))  # Snakemake's own default filling
     assert ours == rc.unshare(theirs)
     assert ours["evaluation"] == {
-        "cv": {"n_splits": 5, "n_repeats": 2},
+        "cv": {"n_splits": 5, "n_repeats": 2, "fold_column": ""},
         "bootstrap": 1000,
         "threshold": "youden",
         "shuffled_null": True,
         "loco": True,
+        "fail_on_null": False,
     }
     assert ours["cohort"]["image_column"] == "image_{seq}"
     assert list(ours["selection"]) == ["variance", "univariate", "correlation", "lasso"]
@@ -200,7 +202,7 @@ def test_subtree_holds_only_the_named_keys():
     assert sub == {
         "seed": 42,
         "endpoints": {"rec": {"type": "binary", "column": "label"}},
-        "evaluation": {"cv": {"n_splits": 5, "n_repeats": 2}},
+        "evaluation": {"cv": {"n_splits": 5, "n_repeats": 2, "fold_column": ""}},
     }
     sub["evaluation"]["cv"]["n_splits"] = 9  # a copy: the config is untouched
     assert cfg["evaluation"]["cv"]["n_splits"] == 5
@@ -225,3 +227,18 @@ def test_code_stamp_changes_with_the_modules_a_script_runs(tmp_path):
     assert rc.code_stamp(scripts / "extract_radiomics.py", pkg) == before
     (pkg / "features.py").write_text((pkg / "features.py").read_text() + "\n# changed\n")
     assert rc.code_stamp(scripts / "extract_radiomics.py", pkg) != before
+
+
+def test_harmonization_covariates_need_a_group_that_preserves_them():
+    clinical = {**MINIMAL["cohort"], "reference_reader": "R1", "clinical": ["sex"]}
+    cfg = {**MINIMAL, "cohort": clinical, "harmonization": {"covariates": ["sex"]}}
+    assert _error(cfg).startswith(
+        "config key harmonization.covariates: no group preserves them: set "
+        "harmonization.groups.radiomics (or deep, clinical) to combat_covariates"
+    )
+    ok = {**cfg, "harmonization": {"covariates": ["sex"], "groups": {"deep": "combat_covariates"}}}
+    rc.check_config(ok, SCHEMA)
+    rc.check_semantics(rc.with_defaults(ok))
+    assert "harmonization.groups" in _error(
+        {**MINIMAL, "harmonization": {"groups": {"shape": "combat"}}}
+    )

@@ -175,12 +175,15 @@ def test_survival_chain_reports_brier_ibs_and_leave_one_center_out(tmp_path):
     assert set(pd.DataFrame(card["ph_test"])["covariate"]) == set(mv.index)
     cv = pd.read_csv(tmp_path / "cv.tsv", sep="\t")
     assert {"cv", "loco", "loco:A", "loco:B"} <= set(cv["cohort"])
+    # harmonisation is on: leave-one-center-out also runs without it
+    assert {"loco_unharmonized", "loco_unharmonized:A", "loco_unharmonized:B"} <= set(cv["cohort"])
     s_cols = [c for c in cv.columns if c.startswith("S_")]
     assert len(s_cols) == 25 and cv[s_cols].notna().all().all()
     assert (cv[s_cols].diff(axis=1).iloc[:, 1:] <= 1e-12).all().all()  # S(t) non-increasing
     m = pd.read_csv(tmp_path / "metrics.tsv", sep="\t")
     ibs = m[m["metric"] == "ibs"].set_index("cohort")
     assert {"train", "test", "cv", "external:Z", "loco"} - {"test"} <= set(ibs.index)
-    assert ibs["value"].between(0, 0.25).all()  # better than the 0.25 of a coin
+    # better than the 0.25 of a coin (unharmonised: center B's shift of 2 is not removed)
+    assert ibs.loc[~ibs.index.str.startswith("loco_unharmonized"), "value"].between(0, 0.25).all()
     assert (m["metric"].str.startswith("brier_t")).any()
     assert m.loc[(m["cohort"] == "loco") & (m["metric"] == "c_index"), "value"].item() > 0.55
