@@ -418,9 +418,17 @@ def model_keys(wildcards):
         f"harmonization.{k}" for k in config["harmonization"] if k != "prevalence_alpha"
     ]
     keys.append("imputation")
-    if "selection" not in config["models"][ep][model]:
+    spec = config["models"][ep][model]
+    if "selection" not in spec and "search" not in spec:  # a search selects on its own
         keys.append("selection")
     return keys
+
+
+def model_threads(wildcards):
+    """Threads of a model's fit and CV jobs (a search runs its inner folds in parallel)."""
+    from radstudy.search import job_threads
+
+    return job_threads(config["models"][wildcards.endpoint][wildcards.model])
 
 
 def fit_model_cfg(wildcards):

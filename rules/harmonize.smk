@@ -5,7 +5,7 @@ Outputs: results/features/raw/{center}.parquet         wide table (model reader 
          results/features/columns/{center}.tsv         feature table only: each column's role
          results/features/readers/{center}.parquet     long table, every reader (for ICC)
          results/features/excluded/{center}.tsv        cases excluded while processing
-         results/features/combat.joblib                ComBat fitted on training rows only
+         results/features/combat.joblib                gap filling + ComBat, fitted on training rows only
          results/features/harmonized/{center}.parquet  that center mapped onto the reference
          results/cohort/excluded.tsv                   every exclusion with its reason
 """
@@ -124,6 +124,7 @@ rule fit_combat:
     params:
         code=code_version("fit_combat"),
         cfg=config["harmonization"],
+        imputation=config["imputation"],
         seed=config["seed"],
         # binary endpoints: is their prevalence the same in every training center?
         endpoints={

@@ -3,9 +3,12 @@
 Inputs:  results/features/raw/{center}.parquet (training centers for fitting),
          results/cohort/centers/{center}.tsv (outcomes), results/selection/robust.txt
 Outputs: results/models/{endpoint}/{model}/model.joblib  whole pipeline (ComBat ->
-             selection -> scaler -> [SMOTE] -> classifier | Cox), fitted on training rows
+             selection -> scaler -> [SMOTE] -> classifier | Cox, or ComBat -> search:
+             radstudy.search, nested in the CV), fitted on training rows
          results/models/{endpoint}/{model}/card.json     inputs, features, threshold, versions
          results/models/{endpoint}/{model}/selection.tsv selected features with weights
+         results/models/{endpoint}/{model}/search.parquet search history of the final
+             fit (trial, value, params, state; empty for a model without a search)
          results/evaluation/{endpoint}/{model}/cv.tsv    out-of-fold predictions (refit per fold)
          results/evaluation/{endpoint}/{model}/predictions/{center}.tsv
 """
@@ -20,11 +23,12 @@ rule fit_model:
         model="results/models/{endpoint}/{model}/model.joblib",
         card="results/models/{endpoint}/{model}/card.json",
         selection="results/models/{endpoint}/{model}/selection.tsv",
+        search="results/models/{endpoint}/{model}/search.parquet",
     log:
         "logs/fit_model/{endpoint}_{model}.log",
     conda:
         "../envs/stats.yaml"
-    threads: 1
+    threads: model_threads
     resources:
         mem_mb=4000,
         runtime=60,
@@ -48,7 +52,7 @@ rule cross_validate_model:
         "benchmarks/cross_validate_model/{endpoint}_{model}.tsv"
     conda:
         "../envs/stats.yaml"
-    threads: 1
+    threads: model_threads
     resources:
         mem_mb=4000,
         runtime=120,

@@ -17,11 +17,17 @@ rule render_report:
         icc=rules.compute_icc.output.icc,
         combat=rules.fit_combat.output.summary,
         raw=expand("results/features/raw/{center}.parquet", center=CENTERS),
+        columns=(
+            expand("results/features/columns/{center}.tsv", center=CENTERS)
+            if FEATURE_TABLE
+            else []
+        ),
         harmonized=expand(
             "results/features/harmonized/{center}.parquet", center=CENTERS
         ),
         cards=report_inputs("results/models/{endpoint}/{model}/card.json"),
         selections=report_inputs("results/models/{endpoint}/{model}/selection.tsv"),
+        searches=report_inputs("results/models/{endpoint}/{model}/search.parquet"),
         metrics=report_inputs("results/evaluation/{endpoint}/{model}/metrics.tsv"),
         curves=report_inputs("results/evaluation/{endpoint}/{model}/curves.parquet"),
         segmentation=segmentation_outputs(),

@@ -20,6 +20,7 @@ def main(sm) -> None:
         sm.wildcards.model,
         sm.params.cfg,
         sm.output.predictions,
+        n_jobs=sm.threads,
     )
 
 

@@ -20,6 +20,7 @@ def main(sm) -> None:
         sheets=list(sm.input.sheets),
         endpoints=dict(sm.params.endpoints),
         seed=sm.params.seed,
+        icfg=sm.params.imputation,
     )
 
 

@@ -22,6 +22,8 @@ def main(sm) -> None:
         sm.output.model,
         sm.output.card,
         sm.output.selection,
+        sm.output.search,
+        n_jobs=sm.threads,
     )
 
 

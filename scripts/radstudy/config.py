@@ -59,13 +59,19 @@ def with_defaults(config: dict, schema: dict | None = None) -> dict:
 
 def fill_models(config: dict, schema: dict | None = None) -> dict:
     """``config`` with the default models ($defs.default_models of the schema) for
-    every endpoint that config key models does not name (in place; returned)."""
+    every endpoint that config key models does not name, and the shorthand
+    ``models: {endpoint: auto}`` written out as one searched model named auto
+    ($defs.auto_model) (in place; returned)."""
     schema = load_schema() if schema is None else schema
     defaults = schema["$defs"]["default_models"]["default"]
+    auto = schema["$defs"]["auto_model"]["default"]
     models = config.setdefault("models", {})
     for name, ep in sorted((config.get("endpoints") or {}).items()):
         if name not in models and isinstance(ep, dict) and ep.get("type") in defaults:
             models[name] = json.loads(json.dumps(defaults[ep["type"]]))
+    for name in sorted(models):
+        if models[name] == "auto":
+            models[name] = {"auto": json.loads(json.dumps(auto))}
     return config
 
 
@@ -91,7 +97,9 @@ def unknown_keys(config: dict, schema: dict) -> Iterator[str]:
 
     def walk(node, sub: dict, path: tuple) -> Iterator[str]:
         sub = _resolve(sub, schema)
-        if not isinstance(node, dict) or sub.get("type") not in ("object", None):
+        kind = sub.get("type")
+        kinds = kind if isinstance(kind, list) else [kind]  # e.g. [object, string]
+        if not isinstance(node, dict) or not {"object", None} & set(kinds):
             return
         props = sub.get("properties", {})
         extra = sub.get("additionalProperties", True)
@@ -208,10 +216,18 @@ def check_semantics(config: dict) -> None:
         kind = endpoints[ep]["type"]
         for name, spec in models.items():
             where = f"config key models.{ep}.{name}"
-            if kind == "binary" and "classifier" not in spec:
-                problems.append(f"{where}: binary endpoint {ep!r} needs a classifier")
-            if kind == "survival" and "cox" not in spec:
-                problems.append(f"{where}: survival endpoint {ep!r} needs a cox block")
+            searched = "search" in spec
+            if searched:
+                fixed = [k for k in ("classifier", "cox", "selection") if k in spec]
+                if fixed:
+                    problems.append(
+                        f"{where}: search replaces {' and '.join(fixed)}: give a search "
+                        "block or a fixed model, not both"
+                    )
+            if kind == "binary" and "classifier" not in spec and not searched:
+                problems.append(f"{where}: binary endpoint {ep!r} needs a classifier or a search")
+            if kind == "survival" and "cox" not in spec and not searched:
+                problems.append(f"{where}: survival endpoint {ep!r} needs a cox block or a search")
             if kind == "binary" and "cox" in spec:
                 problems.append(f"{where}: cox is for survival endpoints; {ep!r} is binary")
             if kind == "survival" and "classifier" in spec:

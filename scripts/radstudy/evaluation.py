@@ -93,6 +93,29 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def bootstrap_auc_ci(y, p, n: int = 1000, seed: int = 0, alpha: float = 0.05):
+    """:func:`bootstrap_ci` of the ROC AUC (stratified), the same resamples and the
+    same values, computed for all replicates at once (Mann-Whitney form on mid-ranks,
+    as :func:`radstudy.selection.column_auc`): one ``roc_auc_score`` call per
+    replicate took ~5 ms, 15 s of a 1000-replicate evaluation over three cohorts."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(seed)
+    y, p = np.asarray(y), np.asarray(p, float)
+    classes = np.unique(y)
+    if len(classes) != 2:
+        return np.nan, np.nan
+    idx_by = [np.flatnonzero(y == c) for c in classes]
+    idx = np.empty((n, len(y)), dtype=np.intp)
+    for r in range(n):  # the draws of bootstrap_ci, in its order
+        idx[r] = np.concatenate([rng.choice(ix, len(ix)) for ix in idx_by])
+    n0, n1 = len(idx_by[0]), len(idx_by[1])
+    ranks = rankdata(p[idx], axis=1)
+    aucs = (ranks[:, n0:].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    lo, hi = np.nanpercentile(aucs, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return float(lo), float(hi)
+
+
 def per_fold(pred: pd.DataFrame, metric, usable) -> np.ndarray:
     """``metric(d)`` of each (repeat, fold) group ``d`` of out-of-fold predictions
     for which ``usable(d)`` holds (e.g. both classes present). Leave-one-center-out
@@ -513,7 +536,7 @@ def evaluate_binary(pred: pd.DataFrame, threshold: float, n_boot: int = 1000, se
                 _row(cohort, "auc_null_band_high", bhi, n=n),
                 _row(cohort, "null_check_pass", ok, n=n),
             ]
-        blo, bhi = bootstrap_ci(roc_auc_score, y, p, n=n_boot, seed=seed)
+        blo, bhi = bootstrap_auc_ci(y, p, n=n_boot, seed=seed)
         rows.append(_row(cohort, "auc_bootstrap", pooled[0], blo, bhi, n))
         tm = threshold_metrics(y, p, threshold)
         for m in ("sensitivity", "specificity", "accuracy", "ppv", "npv"):

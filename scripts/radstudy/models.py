@@ -331,6 +331,9 @@ def model_card(pipeline, X: pd.DataFrame, y, spec: dict) -> dict:
         {"feature": f, "weight": None if weights is None else float(weights[i])}
         for i, f in enumerate(feats)
     ]
+    if hasattr(final, "selected_features_"):  # a search (radstudy.search): its choice
+        w = final.feature_weights_  # {} for an ensemble or a model without weights
+        selected = [{"feature": f, "weight": w.get(f)} for f in final.selected_features_]
     survival = isinstance(y, pd.DataFrame)
     card = {
         "groups": list(spec.get("groups", [])),

@@ -485,6 +485,53 @@ def null_check_failures(endpoint: str, model: str, metrics: pd.DataFrame) -> lis
     ]
 
 
+def search_section(card: dict, history: pd.DataFrame | None) -> str:
+    """A searched model's search (radstudy.search): the chosen pipeline, its inner-CV
+    score, the best-so-far curve over the trials and the parameter importances of the
+    final fit's search; "" for a model without a search."""
+    info = card.get("search")
+    if not info or history is None or not len(history):
+        return ""
+    body = "<h4>Automatic search (final fit, training rows)</h4>"
+    members = info["ensemble"]["members"]
+    chosen = html.escape(info["pipeline"])
+    body += (
+        f"<p>Chosen pipeline: <b>{chosen}</b>, {html.escape(info['metric'])} "
+        f"{info['best_value']:.3f} (trial {info['best_trial']} of {info['n_trials']}, "
+        f"{info['n_complete']} completed). The inner-CV score picked the configuration "
+        "and is optimistic; the cross-validated metrics above come from searches run "
+        "inside each outer fold (nested).</p>"
+    )
+    if info["ensemble"]["method"] != "none":
+        body += (
+            f"<p class='note'>Ensemble ({html.escape(info['ensemble']['method'])}) of "
+            f"{len(members)} configurations:</p>" + table_html(pd.DataFrame(members))
+        )
+    if info.get("timed_out"):
+        body += (
+            "<p class='note'>The search hit search.timeout_s: it tried fewer "
+            "configurations, and its result depends on the machine's speed.</p>"
+        )
+    done = history[history["state"] == "COMPLETE"].sort_values("trial")
+    if len(done):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+        axes[0].plot(done["trial"], done["value"], "o", ms=3, color="#999", label="trial")
+        axes[0].step(done["trial"], done["value"].cummax(), where="post", label="best so far")
+        axes[0].set_xlabel("trial")
+        axes[0].set_ylabel(info["metric"])
+        axes[0].legend(fontsize=7)
+        imp = info.get("importances") or {}
+        if imp:
+            names = list(imp)[::-1]
+            axes[1].barh(names, [imp[n] for n in names], color="#2b6cb0")
+            axes[1].set_xlabel("importance (fANOVA, seeded)")
+        else:
+            axes[1].text(0.5, 0.5, "importances not available", ha="center", va="center")
+            axes[1].set_axis_off()
+        body += fig_html(fig, "Search: best inner-CV score so far; parameter importances")
+    return body
+
+
 def model_section(
     endpoint: str,
     model: str,
@@ -492,6 +539,7 @@ def model_section(
     metrics: pd.DataFrame,
     curves: pd.DataFrame,
     selection: pd.DataFrame,
+    search: pd.DataFrame | None = None,
 ) -> str:
     body = f"<h3>{html.escape(endpoint)} / {html.escape(model)}</h3>"
     body += (
@@ -529,6 +577,7 @@ def model_section(
         "event-free survival",
         "Kaplan-Meier by risk group (cutoff = training median)",
     )
+    body += search_section(card, search)
     if len(selection):
         body += "<h4>Selected features</h4>" + table_html(selection)
         if selection["weight"].notna().any():
@@ -731,6 +780,53 @@ def _loco_metrics(inputs: dict) -> list[tuple[str, str, pd.DataFrame]]:
     return out
 
 
+def feature_table_section(column_paths: list[str], cards: list[dict]) -> str:
+    """Where the features came from (feature-table entry point: every column's role,
+    what was left out or ignored) and how gaps were handled (per model: features
+    dropped for missing too often, values imputed per feature group, training rows
+    without an outcome)."""
+    body = ""
+    if column_paths:
+        roles = pd.read_csv(column_paths[0], sep="\t", dtype={"column": str})
+        counts = roles["role"].value_counts()
+        parts = [f"{counts.get(r, 0)} {r}" for r in ("feature", "sheet", "ignored", "left out")]
+        body += f"<p>Feature table columns: {html.escape(', '.join(parts))} (plus the id).</p>"
+        for role, why in (
+            ("left out", "not matched by cohort.feature_columns"),
+            ("ignored", "cohort.ignore_columns"),
+        ):
+            names = roles.loc[roles["role"] == role, "column"].tolist()
+            if names:
+                shown = ", ".join(names[:20]) + (
+                    f" ... ({len(names) - 20} more)" if len(names) > 20 else ""
+                )
+                body += f"<p class='note'>{role.capitalize()} ({why}): {html.escape(shown)}</p>"
+    rows = []
+    for card in cards:
+        imp = card.get("imputation")
+        if not imp:
+            continue
+        filled = ", ".join(f"{g}: {n}" for g, n in imp["imputed_values"].items()) or "none"
+        dropped = sorted(imp["dropped"])
+        rows.append(
+            {
+                "endpoint": card["endpoint"],
+                "model": card["model"],
+                "values imputed (training rows, by group)": filled,
+                "features dropped (too many gaps)": len(dropped),
+                "rows without outcome": len(card.get("rows_without_outcome", [])),
+            }
+        )
+    if rows:
+        strategy = next(c["imputation"]["strategy"] for c in cards if c.get("imputation"))
+        body += (
+            f"<p>Missing values: filled with the training rows' {html.escape(strategy)} "
+            "inside every fit (each CV fold too), before harmonisation.</p>"
+        )
+        body += table_html(pd.DataFrame(rows))
+    return body
+
+
 def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
     """Write the report from the workflow's outputs (paths in ``inputs``)."""
     cases = _read_tsv(inputs["cases"])
@@ -744,6 +840,14 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
 
     parts = [
         section("flow", "Cohort flow", cohort_flow(cases, excluded)),
+        section(
+            "data",
+            "Features and missing values",
+            feature_table_section(
+                list(inputs.get("columns", [])),
+                [json.loads(Path(p).read_text()) for p in inputs["cards"]],
+            ),
+        ),
         section(
             "table1",
             "Table 1: clinical characteristics",
@@ -775,8 +879,14 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
         ),
     ]
     models, null_failed = "", []
-    for card_p, met_p, cur_p, sel_p in zip(
-        inputs["cards"], inputs["metrics"], inputs["curves"], inputs["selections"], strict=True
+    searches = inputs.get("searches") or [None] * len(inputs["cards"])
+    for card_p, met_p, cur_p, sel_p, search_p in zip(
+        inputs["cards"],
+        inputs["metrics"],
+        inputs["curves"],
+        inputs["selections"],
+        searches,
+        strict=True,
     ):
         card = json.loads(Path(card_p).read_text())
         sel = pd.read_csv(sel_p, sep="\t") if Path(sel_p).stat().st_size > 1 else pd.DataFrame()
@@ -789,6 +899,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
             met,
             pd.read_parquet(cur_p),
             sel,
+            pd.read_parquet(search_p) if search_p else None,
         )
     parts.append(section("models", "Models and evaluation", models))
     sels = [pd.read_csv(p, sep="\t") for p in inputs["selections"] if Path(p).stat().st_size > 1]
@@ -810,6 +921,7 @@ def render_report(inputs: dict, cfg: dict, out_html: str) -> None:
         f'<a href="#{a}">{t}</a>'
         for a, t in [
             ("flow", "Cohort"),
+            ("data", "Features"),
             ("table1", "Table 1"),
             ("qc", "QC"),
             ("segmentation", "Segmentation"),

@@ -20,6 +20,7 @@ import pandas as pd
 
 from radstudy import __version__
 from radstudy.errors import CaseError
+from radstudy.tableio import natural as tables_natural
 from radstudy.tables import read_column, read_outcomes, read_tables
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,14 @@ def training_xy(
     y = read_outcomes(sheets, ep).reindex(X.index)
     known = y.notna() if isinstance(y, pd.Series) else y.notna().all(axis=1)
     if (~known).any():
-        log.warning("%d training rows without outcome left out", int((~known).sum()))
+        gone = tables_natural(list(X.index[~known.to_numpy()]))
+        log.warning(
+            "%d training row(s) without outcome left out: %s",
+            len(gone),
+            ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else ""),
+        )
     X, y = X[known], y[known]
+    X.attrs["no_outcome"] = tables_natural(list(known.index[~known.to_numpy()]))
     if isinstance(y, pd.Series):
         y = y.astype(int)
     else:
@@ -155,6 +162,7 @@ def fit_combat(
     sheets: list[str] | None = None,
     endpoints: dict[str, dict] | None = None,
     seed: int = 0,
+    icfg: dict | None = None,
 ) -> None:
     """Fit ComBat on the training rows of the training centers; save it frozen.
 
@@ -166,13 +174,18 @@ def fit_combat(
     does: ComBat on the center alone then also removes outcome signal).
     """
     from radstudy.harmonize import TIED_REASONS, center_predictability
+    from radstudy.impute import Imputation, imputation_from_cfg
 
     X = read_tables(tables)
     X = X[X["split"] == "train"].drop(columns="split")
+    # gaps filled as the models fill them (fitted on these training rows), since
+    # ComBat takes no gaps; ``icfg`` None: the imputation block's defaults
+    imputer = imputation_from_cfg(icfg) if icfg else Imputation()
+    X = imputer.fit(X).transform(X)
     combat = combat_from_cfg({"harmonization": hcfg})
     if hcfg["enabled"]:
         combat.fit(X)
-    _dump(combat, out_model)
+    _dump({"imputation": imputer, "combat": combat}, out_model)
     feats = [c for c in X.columns if c != "center" and not c.startswith("clinical__")]
     summary = {
         "enabled": bool(hcfg["enabled"]),
@@ -239,9 +252,11 @@ def prevalence_line(endpoint: str, res: dict) -> str:
 
 def harmonize_center(model: str, table: str, out_table: str) -> None:
     """Map one center's rows onto the frozen reference (unseen centers included)."""
-    combat = joblib.load(model)
+    fitted = joblib.load(model)
+    combat = fitted["combat"]
     X = pd.read_parquet(table)
     split = X.pop("split")
+    X = fitted["imputation"].transform(X)
     if getattr(combat, "is_fitted_", None) is False or not hasattr(combat, "n_features_in_"):
         H = X.drop(columns="center")  # harmonisation disabled: identity
     else:
@@ -293,8 +308,12 @@ def compute_icc(
 
 
 # ------------------------------------------------------------------------------ models
-def build_pipeline(spec: dict, cfg: dict, ep: dict, robust: list[str] | None, seed: int):
-    """The whole learned chain of one model as one (imblearn) Pipeline."""
+def build_pipeline(
+    spec: dict, cfg: dict, ep: dict, robust: list[str] | None, seed: int, n_jobs: int = 1
+):
+    """The whole learned chain of one model as one (imblearn) Pipeline. A model with
+    a ``search`` block ends in one :class:`radstudy.search.ModelSearch` (selection ..
+    classifier / Cox chosen by nested search; its inner folds on ``n_jobs`` processes)."""
     from radstudy.impute import imputation_from_cfg
     from radstudy.models import ColumnGroupSelector, build_classification_pipeline
     from radstudy.reproducibility import ICCFilter
@@ -322,6 +341,12 @@ def build_pipeline(spec: dict, cfg: dict, ep: dict, robust: list[str] | None, se
         pre.append(("drop_center", ColumnGroupSelector(groups=(*groups, "missing"), keep_cols=())))
     if robust is not None and "radiomics" in groups:
         pre.append(("icc", ICCFilter(keep=robust)))
+    if "search" in spec:  # the search replaces selection .. classifier / Cox
+        from sklearn.pipeline import Pipeline
+
+        from radstudy.search import ModelSearch
+
+        return Pipeline([*pre, ("model", ModelSearch.from_spec(spec["search"], seed, n_jobs))])
     # a model's own selection steps replace the top-level ones (config.schema.yaml)
     pre += build_selector(spec["selection"] if "selection" in spec else cfg["selection"], seed)
     if ep["type"] == "binary":
@@ -345,14 +370,21 @@ def fit_model(
     out_model: str,
     out_card: str,
     out_selection: str,
+    out_search: str | None = None,
+    n_jobs: int = 1,
 ) -> None:
-    """Fit one model's pipeline on the training rows; write model, card, selection."""
+    """Fit one model's pipeline on the training rows; write model, card, selection and
+    (``out_search``) the search history (empty for a model without a search)."""
     from radstudy.models import model_card
+    from radstudy.search import ModelSearch, empty_history
 
     ep, spec = _endpoint(cfg, endpoint), _model_spec(cfg, endpoint, model)
     X, y = training_xy(tables, sheets, ep)
-    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), _seed(cfg, endpoint, model))
+    seed = _seed(cfg, endpoint, model)
+    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed, n_jobs)
     pipe.fit(X, y)
+    final = pipe.steps[-1][1]
+    searched = isinstance(final, ModelSearch)
     card = model_card(pipe, X, y, spec)
     card.update(
         {
@@ -363,8 +395,14 @@ def fit_model(
             "radstudy_version": __version__,
             "python": platform.python_version(),
             "training_centers": sorted(X["center"].unique()),
+            # no row is lost silently: training rows left out for a missing outcome
+            "rows_without_outcome": X.attrs.get("no_outcome", []),
         }
     )
+    if "impute_missing" in pipe.named_steps:
+        card["imputation"] = pipe.named_steps["impute_missing"].summary()
+    if searched:
+        card["search"] = final.summary(seed)
     if ep["type"] == "survival":
         from radstudy.survival import nomogram
 
@@ -372,15 +410,20 @@ def fit_model(
         card["cutoff"] = float(np.median(score))  # learned on training rows only
         card["surv_times"] = [float(t) for t in surv_times(y)]
         card.update(clinical_cox(score, X, y))
-        Z = pipe[:-1].transform(X)  # the Cox model's inputs (scaled training rows)
-        t_point = float(np.median(y.loc[y["event"] == 1, "time"]))
-        nomo = nomogram(pipe.steps[-1][1], Z, t_point)
-        card["nomogram"] = {
-            "time_point": t_point,
-            "points": nomo["points"].to_dict(orient="list"),
-            "total": nomo["total"].to_dict(orient="list"),
-        }
+        if not searched:  # a nomogram needs the Cox model's linear predictor
+            Z = pipe[:-1].transform(X)  # the Cox model's inputs (scaled training rows)
+            t_point = float(np.median(y.loc[y["event"] == 1, "time"]))
+            nomo = nomogram(pipe.steps[-1][1], Z, t_point)
+            card["nomogram"] = {
+                "time_point": t_point,
+                "points": nomo["points"].to_dict(orient="list"),
+                "total": nomo["total"].to_dict(orient="list"),
+            }
     _dump(pipe, out_model)
+    if out_search is not None:
+        history = final.history_ if searched else empty_history()
+        Path(out_search).parent.mkdir(parents=True, exist_ok=True)
+        history.to_parquet(out_search, index=False)
     _write_json(card, out_card)
     sel = pd.DataFrame(card.get("selected_features", []))
     _write_tsv(sel, out_selection)
@@ -420,14 +463,16 @@ def cross_validate_model(
     model: str,
     cfg: dict,
     out_predictions: str,
+    n_jobs: int = 1,
 ) -> None:
-    """Out-of-fold predictions on training rows; the whole chain is refit per fold."""
+    """Out-of-fold predictions on training rows; the whole chain is refit per fold (a
+    searched model searches again inside every fold: nested CV)."""
     from radstudy.models import cross_validated_predictions, leave_one_center_out_predictions
 
     ep, spec = _endpoint(cfg, endpoint), _model_spec(cfg, endpoint, model)
     X, y = training_xy(tables, sheets, ep)
     seed = _seed(cfg, endpoint, model)
-    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed)
+    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed, n_jobs)
     cv = cfg["evaluation"]["cv"]
     folds = read_column(sheets, cv["fold_column"]) if cv["fold_column"] else None
     times = surv_times(y) if ep["type"] == "survival" else None
@@ -457,7 +502,7 @@ def cross_validate_model(
         if harmonized_groups(cfg["harmonization"], list(spec["groups"])):
             # the same without harmonisation: which of the two generalises to new centers
             plain = {**cfg, "harmonization": {**cfg["harmonization"], "enabled": False}}
-            unharmonized = build_pipeline(spec, plain, ep, _robust(robust_path), seed)
+            unharmonized = build_pipeline(spec, plain, ep, _robust(robust_path), seed, n_jobs)
             loco_runs.append(("loco_unharmonized", unharmonized))
         for name, chain in loco_runs:
             loco = leave_one_center_out_predictions(chain, X, y, surv_times=times)

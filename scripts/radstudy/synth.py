@@ -680,3 +680,53 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def feature_table(
+    n: int = 120,
+    p: int = 60,
+    centers: tuple[str, ...] = ("A", "B", "C"),
+    prevalence: tuple[float, ...] = (0.2, 0.6, 0.4),
+    seed: int = 0,
+    gap_fraction: float = 0.05,
+) -> pd.DataFrame:
+    """A messy multi-center feature table as hospitals and papers publish them.
+
+    Columns: ``PatientID`` (integers as text: natural order matters), ``site``,
+    ``cohort`` (train for every center but the last, external there), ``outcome``
+    (yes/no, prevalence per center), ``sex`` (0/1; constant within the first
+    center), ``fold`` (a published 4-fold split), ``record_no`` (an id number: not a
+    feature), ``nomogram_score`` (a published model's score: leaks the outcome), and
+    ``p`` features ``f000...``: ``f000``-``f004`` carry the signal; ``f005`` is 0 in
+    80 % of the cases (heavily tied); ``f006`` is constant within the first center;
+    ``f007`` is missing in half of the cases; ``gap_fraction`` of the other values
+    are missing. Center effects: a shift and a gain per center on every feature.
+    """
+    rng = np.random.default_rng(seed)
+    per = [n // len(centers) + (i < n % len(centers)) for i in range(len(centers))]
+    site = np.repeat(list(centers), per)
+    y = np.concatenate(
+        [rng.random(k) < prev for k, prev in zip(per, prevalence, strict=True)]
+    ).astype(int)
+    F = rng.normal(size=(n, p))
+    F[:, :5] += 1.0 * (y[:, None] - 0.5)
+    for i, c in enumerate(centers):
+        rows = site == c
+        F[rows] = F[rows] * (1.0 + 0.3 * i) + 0.8 * i
+    F[:, 5] = np.where(rng.random(n) < 0.8, 0.0, np.abs(F[:, 5]) + 1)
+    F[site == centers[0], 6] = 2.5
+    gaps = rng.random((n, p)) < gap_fraction
+    gaps[:, 7] = rng.random(n) < 0.5
+    F[gaps] = np.nan
+    table = pd.DataFrame(F, columns=[f"f{j:03d}" for j in range(p)])
+    sex = rng.integers(0, 2, n)
+    sex[site == centers[0]] = 1
+    table.insert(0, "PatientID", [str(i + 1) for i in range(n)])
+    table.insert(1, "site", site)
+    table.insert(2, "cohort", np.where(site == centers[-1], "external", "train"))
+    table.insert(3, "outcome", np.where(y == 1, "yes", "no"))
+    table.insert(4, "sex", sex)
+    table.insert(5, "fold", rng.integers(1, 5, n))
+    table.insert(6, "record_no", 5000 + np.arange(n))
+    table.insert(7, "nomogram_score", y + 0.1 * rng.normal(size=n))
+    return table.sample(frac=1.0, random_state=seed).reset_index(drop=True)

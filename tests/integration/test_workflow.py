@@ -71,7 +71,8 @@ def test_survival_model_and_training_cutoff(demo_run):
         for p in sorted((wd / "results/evaluation/efs/radiomics_cox/predictions").glob("*.tsv"))
     )
     train = preds[preds["split"] == "train"]
-    assert card["cutoff"] == pytest.approx(train["score"].median(), rel=1e-6, abs=1e-9)
+    # predictions are written with 6 significant digits
+    assert card["cutoff"] == pytest.approx(train["score"].median(), rel=1e-5, abs=1e-9)
     m = _metrics(wd, "efs", "radiomics_cox")
     assert _value(m, "train", "c_index")["value"] > 0.6
 

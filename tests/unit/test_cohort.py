@@ -225,7 +225,9 @@ def test_survival_events_coded_1_2(tmp_path):
 def test_configured_id_column_must_exist(tmp_path):
     cfg = _table_cfg(positive="yes")
     cfg["cohort"]["id_column"] = "PatientID"
-    with pytest.raises(ConfigError, match="no column 'PatientID' \\(config key cohort.id_column\\)"):
+    with pytest.raises(
+        ConfigError, match="no column 'PatientID' \\(config key cohort.id_column\\)"
+    ):
         load_cohort(_published(tmp_path), cfg, SCHEMA)
     cfg["cohort"]["id_column"] = "ID"
     cfg["cohort"]["center_column"] = "center"

@@ -217,3 +217,16 @@ def test_leave_one_center_out_survival():
         got = pred[pred["center"] == center]
         assert np.allclose(got["score"], y["time"][X["center"] != center].mean())
         assert (got["time"].to_numpy() == y["time"][X["center"] == center].to_numpy()).all()
+
+
+def test_vectorised_bootstrap_auc_matches_the_loop():
+    from sklearn.metrics import roc_auc_score
+
+    from radstudy.evaluation import bootstrap_auc_ci, bootstrap_ci
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 80)
+    p = np.round(y * 0.3 + rng.random(80), 1)  # ties
+    assert bootstrap_auc_ci(y, p, n=300, seed=5) == pytest.approx(
+        bootstrap_ci(roc_auc_score, y, p, n=300, seed=5), abs=1e-12
+    )

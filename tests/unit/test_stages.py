@@ -99,7 +99,7 @@ def test_unseen_center_mapped_or_left_out(fitted, n_new, caplog):
         assert abs(H["T2__b"].mean() - 1.5) < 2.0
     card = json.loads((fitted / "card.json").read_text())
     assert card["training_centers"] == ["A", "B"]
-    assert joblib.load(fitted / "combat.joblib").batches_ == ["A", "B"]
+    assert joblib.load(fitted / "combat.joblib")["combat"].batches_ == ["A", "B"]
 
 
 def _survival_files(tmp_path):
