@@ -61,10 +61,22 @@ def reference_aucs() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("table")
 
 
-def config_for(name: str) -> dict:
+FIXED = {
+    m: {"groups": ["radiomics", "clinical"], "classifier": {"name": m}}
+    for m in ("logistic", "random_forest", "svm")
+}
+
+
+def config_for(name: str, with_fixed: bool = False) -> dict:
+    """The example config for table ``name``; ``with_fixed``: the three fixed
+    classifiers beside the default (searched) model, in the same run."""
     cfg = yaml.safe_load((REPO / "docs" / "examples" / "feature_table.yaml").read_text())
     cfg["cohort"]["sheet"] = cfg["cohort"]["features_table"] = f"data/{name}.csv.gz"
     cfg["endpoints"] = {"target": cfg["endpoints"].pop("idh")}
+    if with_fixed:
+        cfg["models"] = {
+            "target": {"auto": {"groups": ["radiomics", "clinical"], "search": {}}, **FIXED}
+        }
     return cfg
 
 
@@ -85,12 +97,13 @@ def run_whole(wd: Path, cores: int) -> tuple[float, list]:
     return wall, by_rule(parse_log(logs[-1].read_text())) if logs else []
 
 
-def prepare(root: Path, name: str, src: Path) -> Path:
+def prepare(root: Path, name: str, src: Path, with_fixed: bool = False) -> Path:
     wd = root / name
     shutil.rmtree(wd, ignore_errors=True)
     (wd / "data").mkdir(parents=True)
     shutil.copy(src, wd / "data" / f"{name}.csv.gz")
-    (wd / "config.yaml").write_text(yaml.safe_dump(config_for(name), sort_keys=False))
+    cfg = config_for(name, with_fixed)
+    (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return wd
 
 
@@ -104,11 +117,13 @@ def cv_aucs(wd: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
-def bench_tables(names: list[str], root: Path, cores: int) -> tuple[list[str], list[dict]]:
+def bench_tables(
+    names: list[str], root: Path, cores: int, with_fixed: bool
+) -> tuple[list[str], list[dict]]:
     ref = reference_aucs()
     rows = []
     for name in names:
-        wd = prepare(root, name, TABLES / f"{name}.csv.gz")
+        wd = prepare(root, name, TABLES / f"{name}.csv.gz", with_fixed)
         wall, _ = run_whole(wd, cores)
         aucs = cv_aucs(wd)
         raw = pd.read_csv(TABLES / f"{name}.csv.gz", nrows=1)
@@ -165,14 +180,17 @@ def bare_baseline(X: pd.DataFrame, y: pd.Series, n_models: int) -> float:
     return time.perf_counter() - t0
 
 
-def bench_speed(root: Path, cores: int) -> list[str]:
+SIZES = {"100x1000": (100, 1000, 60), "1000x2000": (1000, 2000, 300)}
+
+
+def bench_speed(root: Path, cores: int, sizes: list[str]) -> list[str]:
     from bench_cohort import synthetic_table
 
     lines = [
         "| table | goal | workflow wall | bare fits | ratio | slowest rules (job s) |",
         "|---|---|---|---|---|---|",
     ]
-    for n, p, goal in ((100, 1000, 60), (1000, 2000, 300)):
+    for n, p, goal in (SIZES[s] for s in sizes):
         name = f"synthetic_{n}x{p}"
         X, y = synthetic_table(n, p)
         X = X.drop(columns="center")
@@ -215,7 +233,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tables", nargs="*", default=None, help="names (default: all ten)")
     ap.add_argument("--no-tables", action="store_true")
+    ap.add_argument(
+        "--with-fixed", action="store_true", help="also the fixed logistic / RF / SVM models"
+    )
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp/radstudy-bench-tables")
     ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS.md"))
@@ -234,12 +256,12 @@ def main() -> None:
         "",
     ]
     if not args.no_tables:
-        lines, _ = bench_tables(names, root, args.cores)
+        lines, _ = bench_tables(names, root, args.cores, args.with_fixed)
         body += lines + [""]
     if args.speed:
         body += ["Speed (synthetic tables, same config; bare fits = the same number of "
                  "plain logistic-regression fits in-process):", ""]  # fmt: skip
-        body += bench_speed(root, args.cores) + [""]
+        body += bench_speed(root, args.cores, args.sizes) + [""]
     write_section(Path(args.out), "\n".join(body))
     print(f"written: {args.out}")
 

@@ -85,6 +85,10 @@ def relieff_weights(X: np.ndarray, y: np.ndarray, n_neighbors: int = 10) -> np.n
     nearest hits (same class) and misses (other class) by Manhattan distance give
     W_f = mean over probes of (mean |x_f - miss_f| - mean |x_f - hit_f|). Higher =
     more relevant. O(n^2 p) time, O(n p) memory.
+
+    Written here (about 20 lines of numpy) rather than taken from skrebate: that would
+    be one more dependency for one ranking, which runs per inner fold of every search
+    and needs no more than this.
     """
     X = np.asarray(X, float)
     y = np.asarray(y).astype(int)

@@ -159,6 +159,7 @@ def test_workflow_runs_as_a_module_of_a_users_project(tmp_path, micro_cohort):
     cfg = micro_config()
     cfg["models"]["recurrence"] = {k: cfg["models"]["recurrence"][k] for k in ["radiomics_lr"]}
     cfg["models"].pop("efs")
+    cfg["endpoints"].pop("efs")  # an endpoint without models would get the searched model
     (proj / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (proj / "Snakefile").write_text(
         'configfile: "config/config.yaml"\n\n\n'
