@@ -422,7 +422,11 @@ def test_dlbr_cutoff_is_training_median_and_km_logrank(dlbr):
     )
     train = preds[preds["split"] == "train"]
     assert card["cutoff"] == pytest.approx(train["score"].median(), rel=1e-5)  # %.6g
-    assert (preds["risk_group"] == np.where(preds["score"] > card["cutoff"], "high", "low")).all()
+    # scores are written with 6 significant digits: the case at the median may round
+    # to either side of the cutoff
+    near = np.isclose(preds["score"], card["cutoff"], rtol=1e-5, atol=0)
+    group = np.where(preds["score"] > card["cutoff"], "high", "low")
+    assert ((preds["risk_group"] == group) | near).all()
     m = dlbr.metrics("efs", "dlbr_cox")
     for cohort in ("train", "external:H3"):
         p = _value(m, cohort, "logrank_p")["value"]
