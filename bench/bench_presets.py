@@ -287,15 +287,15 @@ def rule_rows(r: dict) -> list[str]:
     return rows
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section of RESULTS.md in place (append it if absent),
-    keep the others."""
+def write_section(path: Path, body: str, title: str = TITLE) -> None:
+    """Replace the section starting with ``title`` (this benchmark's, by default) of
+    RESULTS.md in place (append it if absent), keep the others."""
     text = path.read_text() if path.exists() else "# radstudy benchmarks\n"
     head, *sections = text.split("\n## ")
     parts = [head.strip()]
     found = False
     for s in sections:
-        if ("## " + s).startswith(TITLE):
+        if ("## " + s).startswith(title):
             if not found:
                 parts.append(body.strip())
             found = True

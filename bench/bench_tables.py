@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_presets import by_rule, parse_log  # noqa: E402
+from bench_presets import by_rule, parse_log, write_section  # noqa: E402
 
 TABLES = REPO / "tests" / "data" / "feature_tables"
 TITLE = "## Feature tables"
@@ -213,22 +213,6 @@ def bench_speed(root: Path, cores: int, sizes: list[str]) -> list[str]:
     return lines
 
 
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# radstudy benchmarks\n"
-    head, *sections = text.split("\n## ")
-    parts, found = [head.strip()], False
-    for s in sections:
-        if ("## " + s).startswith(TITLE):
-            if not found:
-                parts.append(body.strip())
-            found = True
-        else:
-            parts.append("## " + s.strip())
-    if not found:
-        parts.append(body.strip())
-    path.write_text("\n\n".join(parts) + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tables", nargs="*", default=None, help="names (default: all ten)")
@@ -262,7 +246,7 @@ def main() -> None:
         body += ["Speed (synthetic tables, same config; bare fits = the same number of "
                  "plain logistic-regression fits in-process):", ""]  # fmt: skip
         body += bench_speed(root, args.cores, args.sizes) + [""]
-    write_section(Path(args.out), "\n".join(body))
+    write_section(Path(args.out), "\n".join(body), TITLE)
     print(f"written: {args.out}")
 
 

@@ -77,15 +77,15 @@ def training_xy(
     X = X[X["split"] == "train"].drop(columns="split")
     y = read_outcomes(sheets, ep).reindex(X.index)
     known = y.notna() if isinstance(y, pd.Series) else y.notna().all(axis=1)
-    if (~known).any():
-        gone = tables_natural(list(X.index[~known.to_numpy()]))
+    gone = tables_natural(list(X.index[~known.to_numpy()]))
+    if gone:
         log.warning(
             "%d training row(s) without outcome left out: %s",
             len(gone),
             ", ".join(gone[:10]) + (" ..." if len(gone) > 10 else ""),
         )
     X, y = X[known], y[known]
-    X.attrs["no_outcome"] = tables_natural(list(known.index[~known.to_numpy()]))
+    X.attrs["no_outcome"] = gone
     if isinstance(y, pd.Series):
         y = y.astype(int)
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from natsort import index_natsorted, natsort_keygen, natsorted
+from natsort import index_natsorted, natsorted
 
 from radstudy.errors import ConfigError
 
@@ -178,11 +178,6 @@ def numeric(series: pd.Series) -> pd.Series | None:
     values = pd.to_numeric(series, errors="coerce")
     bad = series.notna() & values.isna()
     return None if bad.any() else values.astype("float64")
-
-
-def natural_key():
-    """Sort key for case ids in natural order (2 before 10), the same every run."""
-    return natsort_keygen()
 
 
 def natural(values) -> list:
