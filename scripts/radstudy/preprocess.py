@@ -15,8 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from radstudy.casestep import marker_reason, write_marker
+from radstudy.dicomio import dicom_kind, read_mask, study_spacing
 from radstudy.errors import CaseError, ConfigError
-from radstudy.imageio import read_image, write_image
+from radstudy.imageio import read_image, read_image_ref, write_image
 from radstudy.qc import check_image, check_inside, check_mask
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ DEFAULTS = {
     "interpolator": "bspline",
     "n4": {
         "enabled": True,
-        "shrink_factor": 2,
+        "shrink_factor": 4,
         "iterations": [20, 20, 10],
         "convergence_threshold": 0.001,
         "control_points": 4,
@@ -151,7 +152,8 @@ def prepare_case(
     mask of another reader only excludes that reader (its output is a marker).
     """
     cfg = merged(cfg)
-    image = read_image(image_path, case)
+    dicom = cfg.get("dicom") or {}  # radstudy.cohort.dicom_settings: series, roi
+    image, ref = read_image_ref(image_path, case, dicom)
     check_image(image, case, image_path)
     qc: dict = {
         "case_id": case,
@@ -161,17 +163,24 @@ def prepare_case(
         "input_size": list(image.GetSize()),
         "input_origin": list(image.GetOrigin()),
         "percentiles_before": _percentiles(image),
-        "warnings": [],
+        "warnings": list(ref.warnings) if ref else [],
     }
     masks, mask_problems = {}, {}
     for reader, path in sorted(mask_paths.items()):
         try:
             if path is None:
                 raise CaseError(case, f"mask_{reader}", "no mask given for this reader")
-            raw = read_image(path, case)
-            m = check_mask(
-                image, raw, case, path, cfg["mask_label"] if reader != "organ" else "any"
-            )
+            if dicom_kind(path):  # RTSTRUCT / SEG: rasterised onto the image grid
+                patterns = (dicom.get("roi") or {}).get(reader, ())
+                raw, label = read_mask(path, case, image, ref, patterns), 1
+                if not (ref and ref.frame_of_reference):
+                    qc["warnings"].append(
+                        f"case {case}: {path}: Frame of Reference not checked (image not DICOM)"
+                    )
+            else:
+                raw = read_image(path, case)
+                label = cfg["mask_label"] if reader != "organ" else "any"
+            m = check_mask(image, raw, case, path, label)
             check_inside(image, m, case, path)
             masks[reader] = m
         except CaseError as err:
@@ -212,17 +221,29 @@ def prepare_case(
     return qc
 
 
-def median_spacing(image_paths) -> list[float]:
-    """Median voxel spacing over images (call with training images only)."""
+def median_spacing(image_paths, cases=None, dicom=None) -> list[float]:
+    """Median voxel spacing over images (call with training images only), from
+    headers. A DICOM folder's series is picked as rule prepare_image picks it:
+    ``dicom`` holds each image's settings (radstudy.cohort.dicom_settings), ``cases``
+    its case id; a study that cannot be read is left out with a warning (its case
+    is excluded by prepare_image, naming the problem)."""
+    image_paths = list(image_paths)
+    cases = list(cases) if cases is not None else [Path(p).name for p in image_paths]
+    dicom = list(dicom) if dicom is not None else [None] * len(image_paths)
     sp = []
-    for p in image_paths:
-        if Path(p).is_dir():  # DICOM series: read it (slice spacing needs every file)
-            sp.append(read_image(p, Path(p).name).GetSpacing())
+    for p, case, settings in zip(image_paths, cases, dicom, strict=True):
+        if Path(p).is_dir():  # DICOM study: the picked series' headers
+            try:
+                sp.append(study_spacing(p, case, settings))
+            except CaseError as err:
+                log.warning("median spacing: %s (left out)", err)
             continue
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(p))
         reader.ReadImageInformation()
         sp.append(reader.GetSpacing())
+    if not sp:
+        raise ConfigError("preprocess.spacing median: no training image could be read")
     return [float(v) for v in np.median(np.asarray(sp), axis=0)]
 
 
