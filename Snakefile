@@ -25,8 +25,10 @@ include: "rules/select.smk"
 include: "rules/model.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 
 
 rule all:
     input:
         rules.render_report.output.html,
+        dicom_seg_outputs(),

@@ -373,12 +373,18 @@ def segmentation_outputs():
 
 
 def _median_spacings():
-    """Training-median voxel spacing per sequence (headers only; training rows only)."""
+    """Training-median voxel spacing per sequence (headers only; training rows only;
+    a DICOM study's series picked with the case's DICOM settings, as prepare_image)."""
     from radstudy.preprocess import median_spacing
 
-    train = ROW.loc[TRAIN_IDS]
     return {
-        s: median_spacing(train[rs_cohort.image_column(config, s)].tolist())
+        s: median_spacing(
+            [SHEET_ROWS[c][rs_cohort.image_column(config, s)] for c in TRAIN_IDS],
+            cases=TRAIN_IDS,
+            dicom=[
+                rs_cohort.dicom_settings(config, s, SHEET_ROWS[c]) for c in TRAIN_IDS
+            ],
+        )
         for s in SEQS
     }
 
@@ -389,11 +395,37 @@ MEDIAN_SPACING = (
 
 
 def prepare_cfg(wildcards):
-    """Preprocessing settings of one sequence (modality, training-median spacing)."""
+    """Preprocessing settings of one case x sequence (modality, training-median
+    spacing, and the DICOM settings the case's files need: radstudy.cohort)."""
     cfg = {**config["preprocess"], "modality": config["cohort"]["modality"]}
     if wildcards.seq in MEDIAN_SPACING:
         cfg["median_spacing"] = MEDIAN_SPACING[wildcards.seq]
+    dicom = rs_cohort.prepare_dicom_settings(
+        config, wildcards.seq, SHEET_ROWS[wildcards.case], PREP_MASKS
+    )
+    if dicom:  # none for image files: their params stay as they were
+        cfg["dicom"] = dicom
     return cfg
+
+
+def dicom_seg_outputs():
+    """The SEG files segmentation.export asks for (none unless dicom_seg)."""
+    if config["segmentation"]["export"] != "dicom_seg":
+        return []
+    return [
+        f"export/dicom_seg/{case}/{seq}/{reader}.dcm"
+        for case in sorted(ROW.index)
+        for seq in SEQS
+        if rs_cohort.may_be_dicom(SHEET_ROWS[case][rs_cohort.image_column(config, seq)])
+        for reader in SEG_READERS
+    ]
+
+
+def export_dicom_settings(wildcards):
+    """How the case's series is picked (as rule prepare_image picks it)."""
+    return rs_cohort.prepare_dicom_settings(
+        config, wildcards.seq, SHEET_ROWS[wildcards.case], []
+    )
 
 
 # ------------------------------------------------------------------ params per rule

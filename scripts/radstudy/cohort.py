@@ -35,6 +35,68 @@ def mask_column(cfg: dict, reader: str) -> str:
     return cfg["cohort"]["mask_column"].format(reader=reader)
 
 
+def series_uid_column(cfg: dict, seq: str) -> str:
+    """The sheet column holding a sequence's SeriesInstanceUID (``cohort.series``), or ""."""
+    return ((cfg["cohort"].get("series") or {}).get(seq) or {}).get("uid_column", "")
+
+
+def uid_columns(cfg: dict) -> list[str]:
+    """SeriesInstanceUID columns of the sequences (read as text)."""
+    return [c for c in (series_uid_column(cfg, s) for s in cfg["cohort"]["sequences"]) if c]
+
+
+def dicom_settings(cfg: dict, seq: str, row=None) -> dict:
+    """DICOM settings of one case x sequence for ``preprocess.prepare_case`` (its
+    ``dicom`` key, read by radstudy.dicomio): the series rule of
+    ``cohort.series[seq]`` with the row's SeriesInstanceUID, ``cohort.roi`` and
+    ``cohort.uneven_slices``."""
+    cohort = cfg["cohort"]
+    rule = dict((cohort.get("series") or {}).get(seq) or {})
+    column = rule.pop("uid_column", "")
+    value = row.get(column) if column and row is not None else None
+    if value is not None and not (isinstance(value, float) and np.isnan(value)):
+        if str(value).strip():
+            rule["uid"] = str(value).strip()
+    return {
+        "series": rule,
+        "roi": dict(cohort.get("roi") or {}),
+        "uneven_slices": cohort.get("uneven_slices", "error"),
+    }
+
+
+# image files SimpleITK reads; any other sheet path may be DICOM (a study folder,
+# an RTSTRUCT or SEG file)
+IMAGE_FILE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def may_be_dicom(path) -> bool:
+    """A sheet path that is not an image file SimpleITK reads (by its suffix)."""
+    return isinstance(path, str) and bool(path) and not path.lower().endswith(IMAGE_FILE_SUFFIXES)
+
+
+def prepare_dicom_settings(cfg: dict, seq: str, row: dict, masks) -> dict:
+    """What rule prepare_image reads of the DICOM settings for one case x sequence
+    (``dicom_settings``, pruned): the series rule and ``uneven_slices`` only when
+    the image is not an image file (a DICOM folder); ``roi`` patterns only of the
+    ``masks`` (reader names, "organ") whose sheet path is not an image file. {} for
+    a case of image files, so its params (and results) stay as they were and an
+    edit of another sequence's or reader's DICOM settings reruns nothing here."""
+    full = dicom_settings(cfg, seq, row)
+    out: dict = {}
+    if may_be_dicom(row.get(image_column(cfg, seq))):
+        out = {"series": full["series"], "uneven_slices": full["uneven_slices"]}
+    organ = cfg["cohort"].get("organ_mask_column") or ""
+    columns = {m: organ if m == "organ" else mask_column(cfg, m) for m in masks}
+    roi = {
+        m: full["roi"][m]
+        for m in sorted(masks)
+        if m in full["roi"] and may_be_dicom(row.get(columns[m]))
+    }
+    if roi:
+        out["roi"] = roi
+    return out
+
+
 def path_columns(cfg: dict) -> list[str]:
     """Columns holding file paths: images, reader masks, the organ mask."""
     c = cfg["cohort"]
@@ -50,6 +112,7 @@ def required_columns(cfg: dict) -> dict[str, str]:
     cols = {"case_id": "id", "center": "meta", "split": "meta"}
     cols.update({image_column(cfg, s): "image" for s in c["sequences"]})
     cols.update({mask_column(cfg, r): "mask" for r in c["readers"]})
+    cols.update({col: "series uid" for col in uid_columns(cfg)})
     cols.update({col: "clinical" for col in c["clinical"]})
     cols.update({col: "descriptor" for col in c["descriptors"]})
     for name, ep in cfg["endpoints"].items():
@@ -83,7 +146,7 @@ def _row_schema(cfg: dict, base_schema: dict) -> dict:
     for col, kind in req.items():
         if col in schema["properties"]:
             continue
-        if kind in ("image", "mask"):
+        if kind in ("image", "mask", "series uid"):
             schema["properties"][col] = {"type": ["string", "null"]}
         elif kind.startswith("outcome") or kind in ("clinical", "descriptor"):
             schema["properties"][col] = {"type": ["number", "null"]}
@@ -322,7 +385,7 @@ def load_cohort(
     """Read, validate and filter the sheet: (included cases, sheet-level exclusions)."""
     sheet = Path(sheet)
     schema = yaml.safe_load(Path(schema_path).read_text())
-    df = read_sheet(sheet, path_columns(cfg), cfg)
+    df = read_sheet(sheet, path_columns(cfg) + uid_columns(cfg), cfg)
     validate_sheet(df, cfg, schema, sheet=str(sheet))
     df = resolve_paths(df, sheet.resolve().parent, path_columns(cfg))
     if df["split"].eq("train").sum() == 0:

@@ -1,4 +1,4 @@
-"""Read and write images: NIfTI, NRRD, MHA and DICOM series (SimpleITK).
+"""Read and write images: NIfTI, NRRD, MHA (SimpleITK) and DICOM (radstudy.dicomio).
 
 Only pixels and geometry travel on: DICOM tags (patient name, ID, dates) are
 never copied into any output, because outputs are written from a fresh image
@@ -18,35 +18,35 @@ import SimpleITK as sitk
 from radstudy.errors import CaseError
 
 
-def read_image(path: str | Path, case: str) -> sitk.Image:
-    """Read an image file or a DICOM series folder; errors exclude the case."""
+def read_image(path: str | Path, case: str, dicom: dict | None = None) -> sitk.Image:
+    """Read an image file or a DICOM folder; errors exclude the case.
+
+    A folder is a DICOM study: its one image series, or the one that ``dicom``
+    (``radstudy.cohort.dicom_settings``) picks, is read (see radstudy.dicomio).
+    """
+    return read_image_ref(path, case, dicom)[0]
+
+
+def read_image_ref(path: str | Path, case: str, dicom: dict | None = None):
+    """``read_image`` plus the DICOM series' reference (UIDs a mask is checked
+    against; None for a file)."""
     path = Path(path)
     if not path.exists():
         raise CaseError(case, path, "file does not exist")
     try:
         if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise CaseError(case, path, "folder holds no DICOM series")
-            if len(series) > 1:
-                raise CaseError(
-                    case,
-                    path,
-                    f"folder holds {len(series)} DICOM series; give one series per folder",
-                )
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            image = reader.Execute()
-        else:
-            image = sitk.ReadImage(str(path))
-            if path.name.lower().endswith((".nii", ".nii.gz")):
-                image = _check_nifti(path, case, image)
+            from radstudy.dicomio import read_study  # here: dicomio imports this module
+
+            return read_study(path, case, dicom)
+        image = sitk.ReadImage(str(path))
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            image = _check_nifti(path, case, image)
     except CaseError:
         raise
     except RuntimeError as err:
         first = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
         raise CaseError(case, path, f"cannot read image ({first[:160]})") from err
-    return strip_metadata(image)
+    return strip_metadata(image), None
 
 
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes FLOAT32, FLOAT64

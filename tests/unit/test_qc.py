@@ -295,4 +295,4 @@ def test_folder_without_dicom(tmp_path):
     (folder / "notes.txt").write_text("no dicom here\n")
     with pytest.raises(CaseError) as exc:
         imageio.read_image(folder, CASE)
-    assert_one_line(exc.value, folder, "folder holds no DICOM series")
+    assert_one_line(exc.value, folder, "folder holds no DICOM image series")

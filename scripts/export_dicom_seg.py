@@ -1,0 +1,35 @@
+"""Glue for rule export_dicom_seg: a pseudo-reader's mask as a DICOM SEG on its source series."""
+
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
+import SimpleITK as sitk
+
+from radstudy.casestep import run_case_step
+from radstudy.dicomio import export_seg
+from radstudy.logs import setup_logging
+
+
+def main(sm) -> None:
+    setup_logging(sm.log[0])
+    case, reader = sm.wildcards.case, sm.wildcards.reader
+    run_case_step(
+        case,
+        inputs=[sm.input.mask],
+        outputs=[sm.output.seg],
+        step=lambda: export_seg(
+            sitk.ReadImage(sm.input.mask),
+            sm.input.image,
+            case,
+            sm.output.seg,
+            sm.params.dicom,
+            label=reader,
+            algorithm=f"radstudy {sm.params.method}",
+        ),
+    )
+
+
+main(snakemake)  # noqa: F821
