@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo test test-fast lint format docs bench bench-presets bench-tables clean venv
+.PHONY: demo test test-fast lint format docs report-pdf bench bench-presets bench-tables clean venv
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,15 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 demo: venv
 	$(SNAKEMAKE) --cores $(CORES)
 	@echo "report: results/report/report.html"
+
+## report-pdf: print the report to results/report/report.pdf (headless chromium; one section a page)
+CHROMIUM ?= chromium
+REPORT   ?= results/report/report.html
+report-pdf:
+	@test -f $(REPORT) || { echo "no $(REPORT): run make demo (or snakemake) first"; exit 1; }
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --no-pdf-header-footer \
+		--virtual-time-budget=10000 --print-to-pdf=$(REPORT:.html=.pdf) "file://$(abspath $(REPORT))"
+	@echo "pdf: $(REPORT:.html=.pdf)"
 
 ## test: unit + integration tests (real Snakemake runs on tiny cohorts)
 test: venv

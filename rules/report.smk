@@ -1,9 +1,16 @@
 """The HTML report a clinician reads.
 
-Inputs:  cohort tables, exclusions, ICC, model cards, metrics and curves of every
-         endpoint x model, harmonised tables (ComBat diagnostics)
+Inputs:  cohort tables, exclusions, ICC, model cards, metrics, curves and per-center
+         predictions (Kaplan-Meier with the number at risk) of every endpoint x
+         model, harmonised tables (ComBat diagnostics)
 Outputs: results/report/report.html  one self-contained file (figures inlined)
+         results/report/figures/     every figure of the report as PNG + SVG, and
+                                     captions.tsv (file, caption): snakemake --report
+                                     lists each PNG with its caption (figure.rst)
 """
+
+from radstudy.features import load_params
+from radstudy.report_format import figure_label
 
 
 localrules:
@@ -30,6 +37,12 @@ rule render_report:
         searches=report_inputs("results/models/{endpoint}/{model}/search.parquet"),
         metrics=report_inputs("results/evaluation/{endpoint}/{model}/metrics.tsv"),
         curves=report_inputs("results/evaluation/{endpoint}/{model}/curves.parquet"),
+        predictions=expand(
+            report_inputs(
+                "results/evaluation/{endpoint}/{model}/predictions/{{center}}.tsv"
+            ),
+            center=CENTERS,
+        ),
         segmentation=segmentation_outputs(),
         qc=expand(
             "results/cases/{case}/{seq}/qc.json", case=sorted(ROW.index), seq=SEQS
@@ -45,6 +58,15 @@ rule render_report:
             caption="report/report.rst",
             category="Report",
         ),
+        figures=report(
+            directory("results/report/figures"),
+            patterns=["{n,[0-9]+}_{name}.png"],
+            caption="report/figure.rst",
+            category="Report figures",
+            labels=lambda wildcards, output: figure_label(
+                output.figures, f"{wildcards.n}_{wildcards.name}"
+            ),
+        ),
     log:
         "logs/render_report.log",
     conda:
@@ -56,5 +78,12 @@ rule render_report:
     params:
         code=code_version("render_report"),
         cfg=report_cfg(),
+        options=config["report"],
+        # the extraction's pyradiomics params, for the checklists (none: feature table)
+        radiomics=lambda wildcards: (
+            {}
+            if config["cohort"]["features_table"]
+            else load_params(config["features"])
+        ),
     script:
         "../scripts/render_report.py"

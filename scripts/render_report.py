@@ -12,7 +12,14 @@ from radstudy.report import render_report
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    render_report(dict(sm.input.items()), sm.params.cfg, sm.output.html)
+    render_report(
+        dict(sm.input.items()),
+        sm.params.cfg,
+        sm.output.html,
+        sm.params.options,
+        sm.output.figures,
+        sm.params.radiomics,
+    )
 
 
 main(snakemake)  # noqa: F821

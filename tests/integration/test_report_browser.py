@@ -1,5 +1,6 @@
-"""The report in a real headless browser (Debian chromium): loads without errors and
-every figure renders."""
+"""The report in a real headless browser (Debian chromium) at 1280x800: loads without
+errors, every figure renders with alt text and a caption, the summary comes first and
+nothing is wider than the window (wide tables scroll inside their own box)."""
 
 import shutil
 from pathlib import Path
@@ -28,7 +29,7 @@ def test_report_renders_in_chromium(demo_run):
                 "--no-first-run",
             ],
         )
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.goto(html.as_uri())
@@ -37,9 +38,44 @@ def test_report_renders_in_chromium(demo_run):
             "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])"
         )
         sections = page.evaluate("Array.from(document.querySelectorAll('section')).map(s => s.id)")
+        first = page.evaluate("document.body.children[1].id")  # after the title
+        captions = page.evaluate(
+            "Array.from(document.images).map(i => i.closest('figure')"
+            " && i.closest('figure').querySelector('figcaption').textContent.trim())"
+        )
+        layout = page.evaluate(
+            """() => {
+              const vw = document.documentElement.clientWidth;
+              const wide = Array.from(document.querySelectorAll('body *')).filter(e => {
+                const r = e.getBoundingClientRect();
+                return r.width > 0 && r.right > vw + 1 && !e.closest('.tbl');
+              }).map(e => e.tagName + ' ' + (e.closest('section') || {}).id);
+              const boxes = Array.from(document.querySelectorAll('.tbl'))
+                .filter(b => b.getBoundingClientRect().right > vw + 1).length;
+              return {vw, scroll: document.documentElement.scrollWidth, wide, boxes};
+            }"""
+        )
+        # a header click sorts the table by that column, numbers as numbers
+        page.click("#flow table.sortable thead th:last-child")
+        sorted_col = page.evaluate(
+            "Array.from(document.querySelectorAll('#flow table.sortable tbody tr'))"
+            ".map(r => parseFloat(r.lastElementChild.textContent))"
+        )
         browser.close()
     assert errors == []
     assert len(images) >= 8
     assert [alt for alt, ok, w in images if not ok or w == 0] == []
     for sec in ("flow", "table1", "qc", "segmentation", "icc", "combat", "models", "checklist"):
         assert sec in sections
+    assert first == "summary" and sections[0] == "summary"
+    assert all(alt for alt, _, _ in images) and all(captions)
+    assert layout["scroll"] == layout["vw"] == 1280
+    assert layout["wide"] == [] and layout["boxes"] == 0
+    assert len(sorted_col) > 2 and sorted_col == sorted(sorted_col)
+    # every inlined figure is also written as PNG, and as SVG but the segmentation
+    # overlays (bitmaps written by another rule)
+    figures = demo_run / "results/report/figures"
+    pngs = {p.stem for p in figures.glob("*.png")}
+    svgs = {p.stem for p in figures.glob("*.svg")}
+    assert len(pngs) == len(images) and svgs <= pngs
+    assert all("overlay" in p for p in pngs - svgs)
