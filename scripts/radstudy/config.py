@@ -177,6 +177,30 @@ def check_semantics(config: dict) -> None:
             f"config key cohort.reference_reader: {c['reference_reader']!r} is not one of "
             f"cohort.readers ({', '.join(readers)})"
         )
+    sequences = list(c["sequences"])
+    for seq in c.get("series") or {}:
+        if seq not in sequences:
+            problems.append(
+                f"config key cohort.series.{seq}: {seq!r} is not one of cohort.sequences "
+                f"({', '.join(sequences) or 'none'})"
+            )
+    masks = readers + (["organ"] if c["organ_mask_column"] else [])
+    for name in c.get("roi") or {}:
+        if name == "organ" and name not in masks:
+            problems.append(
+                "config key cohort.roi.organ: no organ mask (cohort.organ_mask_column is empty)"
+            )
+        elif name not in masks:
+            what = "cohort.readers or organ" if "organ" in masks else "cohort.readers"
+            problems.append(
+                f"config key cohort.roi.{name}: {name!r} is not one of {what} "
+                f"({', '.join(masks) or 'none'})"
+            )
+    if config["segmentation"].get("export", "none") != "none" and not pseudo:
+        problems.append(
+            "config key segmentation.export: exports the pseudo-readers' masks; set "
+            "segmentation.method to slic_fcm or nnunet"
+        )
     model_reader = config["features"]["model_reader"]
     if readers and model_reader and model_reader not in readers + pseudo:
         problems.append(
@@ -199,6 +223,13 @@ def check_semantics(config: dict) -> None:
         if cov not in c["clinical"]:
             problems.append(
                 f"config key harmonization.covariates: {cov!r} is not one of cohort.clinical"
+            )
+    clinical = list(c["clinical"])
+    for col in (config.get("report") or {}).get("clinical_labels") or {}:
+        if col not in clinical:
+            problems.append(
+                f"config key report.clinical_labels.{col}: {col!r} is not one of "
+                f"cohort.clinical ({', '.join(clinical) or 'none'})"
             )
     h = config["harmonization"]
     if h["enabled"] and h["covariates"] and "combat_covariates" not in h["groups"].values():

@@ -60,27 +60,27 @@ def test_undeclared_columns_are_not_features(messy_run):
     assert roles.loc[["record_no", "nomogram_score"], "role"].tolist() == ["left out"] * 2
     raw = pd.read_parquet(wd / "results/features/raw/A.parquet")
     assert not [c for c in raw.columns if "record" in c or "nomogram" in c]
-    log = (wd / "logs/import_center/A.log").read_text()
+    log = (wd / "logs/import_center/A.log").read_text(encoding="utf-8")
     assert "left out: cohort" not in log and "nomogram_score" in log
 
 
 def test_gaps_are_imputed_and_named(messy_run):
     wd, _, _ = messy_run
-    card = json.loads((wd / "results/models/outcome/lr/card.json").read_text())
+    card = json.loads((wd / "results/models/outcome/lr/card.json").read_text(encoding="utf-8"))
     assert "table__f007" in card["imputation"]["dropped"]  # half missing
     assert card["imputation"]["imputed_values"]["radiomics"] > 0
-    html = (wd / "results/report/report.html").read_text()
+    html = (wd / "results/report/report.html").read_text(encoding="utf-8")
     assert "Features and missing values" in html and "values imputed" in html
 
 
 def test_harmonisation_is_honest(messy_run):
     wd, _, _ = messy_run
-    summary = json.loads((wd / "results/features/combat.json").read_text())
+    summary = json.loads((wd / "results/features/combat.json").read_text(encoding="utf-8"))
     skipped = summary["not_harmonized"]["features"]
     assert "table__f005" in skipped and "table__f006" in skipped  # tied / constant in A
     assert set(summary["center_predictability"]) == {"linear", "forest"}
     assert summary["prevalence"]["outcome"]["differs"]  # 20 % vs 60 %
-    assert "prevalence differs" in (wd / "logs/fit_combat.log").read_text()
+    assert "prevalence differs" in (wd / "logs/fit_combat.log").read_text(encoding="utf-8")
 
 
 def test_fixed_folds_loco_and_both_aucs(messy_run):

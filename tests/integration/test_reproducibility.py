@@ -256,7 +256,7 @@ def test_every_bad_input_is_excluded_in_one_line_and_others_finish(tmp_path, mic
     good = sorted(set(sheet["case_id"]) - set(BAD_INPUTS))
     tables = [pd.read_parquet(wd / f"results/features/raw/{c}.parquet") for c in "ABC"]
     assert sorted(i for t in tables for i in t.index) == good
-    report = (wd / "results/report/report.html").read_text()
+    report = (wd / "results/report/report.html").read_text(encoding="utf-8")
     for case in BAD_INPUTS:
         assert case in report
     for endpoint, model in (("recurrence", "radiomics_lr"), ("efs", "radiomics_cox")):

@@ -35,7 +35,7 @@ def test_report_and_tables_exist(demo_run):
     pairs = pd.read_csv(seg / "dice_pairwise.tsv", sep="\t")
     assert len(pairs) == 1 and 0.5 < pairs["mean"].iloc[0] <= 1
     assert (seg / "overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    norm = json.loads((wd / "results/cases/A001/T2/normalisation.json").read_text())
+    norm = json.loads((wd / "results/cases/A001/T2/normalisation.json").read_text(encoding="utf-8"))
     assert norm["method"] == "zscore" and len(norm["roi_after"]) == len(norm["quantiles"])
 
 
@@ -45,7 +45,9 @@ def test_leave_one_center_out_and_survival_extras(demo_run):
     assert {"tp", "fp", "tn", "fn"} <= set(m["metric"])
     s = _metrics(demo_run, "efs", "radiomics_cox")
     assert 0 < _value(s, "train", "ibs")["value"] < 0.25
-    card = json.loads((demo_run / "results/models/efs/radiomics_cox/card.json").read_text())
+    card = json.loads(
+        (demo_run / "results/models/efs/radiomics_cox/card.json").read_text(encoding="utf-8")
+    )
     assert "model_score_per_sd" in card["multivariable_cox"]["covariate"]
 
 
@@ -65,7 +67,9 @@ def test_shuffled_labels_give_chance_auc(demo_run):
 
 def test_survival_model_and_training_cutoff(demo_run):
     wd = demo_run
-    card = json.loads((wd / "results/models/efs/radiomics_cox/card.json").read_text())
+    card = json.loads(
+        (wd / "results/models/efs/radiomics_cox/card.json").read_text(encoding="utf-8")
+    )
     preds = pd.concat(
         pd.read_csv(p, sep="\t", dtype={"case_id": str})
         for p in sorted((wd / "results/evaluation/efs/radiomics_cox/predictions").glob("*.tsv"))
@@ -82,9 +86,11 @@ def test_fit_rules_read_training_files_only(demo_run):
     out = run_snakemake(demo_run, "--dry-run", "--forceall", "--printshellcmds", "--quiet", "rules")
     assert out.returncode == 0
     wd = demo_run
-    summary = json.loads((wd / "results/features/combat.json").read_text())
+    summary = json.loads((wd / "results/features/combat.json").read_text(encoding="utf-8"))
     assert set(summary["centers"]) == {"A", "B"}
-    card = json.loads((wd / "results/models/recurrence/radiomics_lr/card.json").read_text())
+    card = json.loads(
+        (wd / "results/models/recurrence/radiomics_lr/card.json").read_text(encoding="utf-8")
+    )
     assert card["training_centers"] == ["A", "B"]
 
 
@@ -103,5 +109,5 @@ def test_snakemake_report(demo_run, tmp_path):
     """The report is also exposed through `snakemake --report`."""
     out = tmp_path / "snakemake_report.html"
     run_snakemake(demo_run, "--report", str(out))
-    text = out.read_text()
+    text = out.read_text(encoding="utf-8")
     assert "report.html" in text and "metrics.tsv" in text

@@ -27,6 +27,8 @@ MINIMAL = {
     "models": {"rec": {"lr": {"groups": ["radiomics"], "classifier": {"name": "logistic"}}}},
 }
 
+RM1 = {**MINIMAL["cohort"], "reference_reader": "R1"}
+
 
 def _full(cfg: dict) -> dict:
     out = rc.with_defaults(cfg)
@@ -168,6 +170,34 @@ def test_demo_and_presets_are_valid(path):
             "config key cohort.reference_reader: 'R9' is not one of cohort.readers (R1)",
         ),
         (
+            {"cohort": {**RM1, "series": {"T1": {"description": ["t1*"]}}}},
+            "config key cohort.series.T1: 'T1' is not one of cohort.sequences (T2)",
+        ),
+        (
+            {"cohort": {**RM1, "roi": {"R2": ["GTV"]}}},
+            "config key cohort.roi.R2: 'R2' is not one of cohort.readers (R1)",
+        ),
+        (
+            {"cohort": {**RM1, "roi": {"organ": ["Liver"]}}},
+            "config key cohort.roi.organ: no organ mask (cohort.organ_mask_column is empty)",
+        ),
+        (
+            {
+                "cohort": {
+                    **RM1,
+                    "organ_mask_column": "mask_liver",
+                    "roi": {"R1": ["GTV"], "Liver": ["liver"]},
+                }
+            },
+            "config key cohort.roi.Liver: 'Liver' is not one of cohort.readers or organ "
+            "(R1, organ)",
+        ),
+        (
+            {"segmentation": {"export": "dicom_seg"}},
+            "config key segmentation.export: exports the pseudo-readers' masks; set "
+            "segmentation.method to slic_fcm or nnunet",
+        ),
+        (
             {"models": {"rec": {"lr": {"groups": ["radiomics"]}}}},
             "config key models.rec.lr: binary endpoint 'rec' needs a classifier",
         ),
@@ -190,9 +220,38 @@ def test_bad_config_is_one_line_naming_the_key(change, message):
     assert _error(cfg).startswith(message)
 
 
+def test_dicom_series_and_roi_keys_name_sequences_and_masks():
+    cohort = {
+        **MINIMAL["cohort"],
+        "reference_reader": "R1",
+        "organ_mask_column": "mask_liver",
+        "series": {"T2": {"description": ["*t2*"], "uid_column": "uid_T2"}},
+        "roi": {"R1": ["GTV", 1], "organ": ["Liver"]},
+    }
+    ok = {**MINIMAL, "cohort": cohort}
+    rc.check_config(ok, SCHEMA)
+    rc.check_semantics(rc.with_defaults(ok))
+
+
 def test_unknown_key_lists_the_valid_keys_where_it_is():
     line = _error({**MINIMAL, "evaluation": {"zzz": 1}})
     assert "valid keys in evaluation: cv, bootstrap, threshold, shuffled_null, loco" in line
+
+
+def test_report_clinical_labels_name_clinical_columns():
+    cohort = {**RM1, "clinical": ["age", "sex"]}
+    ok = {**MINIMAL, "cohort": cohort, "report": {"clinical_labels": {"sex": {0: "f", 1: "m"}}}}
+    rc.check_config(ok, SCHEMA)
+    rc.check_semantics(rc.with_defaults(ok))
+    bad = {**ok, "report": {"clinical_labels": {"gender": {0: "f"}}}}
+    assert _error(bad) == (
+        "config key report.clinical_labels.gender: 'gender' is not one of cohort.clinical "
+        "(age, sex)"
+    )
+    none = {**MINIMAL, "cohort": RM1, "report": {"clinical_labels": {"sex": {0: "f"}}}}
+    assert _error(none).startswith(
+        "config key report.clinical_labels.sex: 'sex' is not one of cohort.clinical (none)"
+    )
 
 
 # ----------------------------------------------------------------- params subtrees
