@@ -32,7 +32,7 @@ report-pdf:
 
 ## test: unit + integration tests (real Snakemake runs on tiny cohorts)
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 ## test-fast: unit tests only
 test-fast: venv

@@ -204,8 +204,8 @@ def summary_block(
         body += (
             f"<h3>{html.escape(ep)}: headline model <span class='model' style='color:"
             f"{colors.get(best, '#222')}'>{html.escape(best)}</span></h3>"
-            f"<p class='note'>The model with the best internal cross-validated {name} of "
-            f"{len(models)}; external centers one by one first, pooled after.</p>"
+            f"<p class='note'>Of the {len(models)} models, the one with the best internal "
+            f"cross-validated {name}; external centers one by one first, pooled after.</p>"
             + table_html(table, name=f"{ep} headline")
             + forest_plot(rows, {m: colors[m] for m in models}, ep, name)
         )

@@ -32,6 +32,9 @@ def test_feature_csv_runs_the_cohort_stages_only(tmp_path, demo_run):
             "cohort.repeats": {},
             "cohort.organ_mask_column": "",
             "cohort.features_table": "data/features.csv",
+            # the entry point is under test, not the evaluation: one CV repeat
+            "evaluation.cv": {"n_splits": 5, "n_repeats": 1},
+            "evaluation.shuffled_null": False,
         }
     )
     make_workdir(wd, cfg)
