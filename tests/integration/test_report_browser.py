@@ -79,3 +79,49 @@ def test_report_renders_in_chromium(demo_run):
     svgs = {p.stem for p in figures.glob("*.svg")}
     assert len(pngs) == len(images) and svgs <= pngs
     assert all("overlay" in p for p in pngs - svgs)
+
+
+def test_table_one_of_the_demo_cohort_is_tableones_own(demo_run):
+    """Table 1 by split on the demo cohort: the report's table equals TableOne built
+    here from the same cohort table with the config's labels, and its cells are in
+    the page."""
+    import html as html_lib
+    import warnings
+
+    import pandas as pd
+    import yaml
+    from tableone import TableOne
+
+    from radstudy.report_table1 import flatten, table_one
+
+    cfg = yaml.safe_load((demo_run / "config.yaml").read_text(encoding="utf-8"))
+    cases = pd.read_csv(demo_run / "results/cohort/cases.tsv", sep="\t", dtype={"case_id": str})
+    clinical = list(cfg["cohort"]["clinical"])
+    labels = cfg["report"]["clinical_labels"]
+    ours = table_one(cases, clinical, "split", labels)
+    # tableone directly: labelled columns as categories, |skewness| > 1 as nonnormal
+    data = pd.DataFrame(index=cases.index)
+    categorical, nonnormal = [], []
+    for col in clinical:
+        if col in labels:
+            names = {f"{float(k):.0f}": v for k, v in labels[col].items()}
+            data[col] = cases[col].map(lambda v, n=names: None if pd.isna(v) else n[f"{v:.0f}"])
+            categorical.append(col)
+        else:
+            data[col] = pd.to_numeric(cases[col])
+            if abs(data[col].dropna().skew()) > 1:
+                nonnormal.append(col)
+    data["split"] = cases["split"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = TableOne(
+            data, columns=clinical, categorical=categorical, nonnormal=nonnormal,
+            groupby="split", pval=True, htest_name=True, missing=True,
+            include_null=False, overall=True, decimals=1, pval_digits=3,
+        )  # fmt: skip
+    pd.testing.assert_frame_equal(ours.tableone, theirs.tableone)
+    assert set(categorical) == {"sex", "pretext"} and "afp" in nonnormal
+    page = (demo_run / "results/report/report.html").read_text(encoding="utf-8")
+    table1 = page[page.index('id="table1"') :]
+    for cell in flatten(ours)["Overall"]:
+        assert html_lib.escape(cell) in table1, cell
