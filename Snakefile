@@ -31,4 +31,4 @@ include: "rules/export.smk"
 rule all:
     input:
         rules.render_report.output.html,
-        dicom_seg_outputs(),
+        export_outputs(),

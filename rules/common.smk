@@ -408,12 +408,14 @@ def prepare_cfg(wildcards):
     return cfg
 
 
-def dicom_seg_outputs():
-    """The SEG files segmentation.export asks for (none unless dicom_seg)."""
-    if config["segmentation"]["export"] != "dicom_seg":
+def export_outputs():
+    """The files segmentation.export asks for (written by export_mask): a DICOM SEG or an
+    RTSTRUCT per pseudo-reader mask of each DICOM case (none with export: none)."""
+    fmt = config["segmentation"]["export"]
+    if fmt == "none":
         return []
     return [
-        f"export/dicom_seg/{case}/{seq}/{reader}.dcm"
+        f"export/{fmt}/{case}/{seq}/{reader}.dcm"
         for case in sorted(ROW.index)
         for seq in SEQS
         if rs_cohort.may_be_dicom(SHEET_ROWS[case][rs_cohort.image_column(config, seq)])

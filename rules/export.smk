@@ -1,20 +1,24 @@
-"""Pseudo-reader masks back to PACS as DICOM SEG (segmentation.export: dicom_seg).
+"""Pseudo-reader masks back to PACS as DICOM SEG or RTSTRUCT (segmentation.export:
+dicom_seg or rtstruct).
 
 Inputs:  the sheet's DICOM image folder, results/cases/{case}/{seq}/mask_{reader}.nii.gz
-Outputs: export/dicom_seg/{case}/{seq}/{reader}.dcm   a SEG on the source series (it
-         names the patient, as a SEG must: outside results/, which holds no tag)
+Outputs: export/{fmt}/{case}/{seq}/{reader}.dcm   a SEG (fmt dicom_seg) or an RTSTRUCT
+         (fmt rtstruct) on the source series (it names the patient, as such a file
+         must: outside results/, which holds no tag)
 Only cases whose image is a DICOM folder; a case excluded upstream gets a marker.
 """
 
 
-rule export_dicom_seg:
+rule export_mask:
     input:
         image=sheet_image,
         mask="results/cases/{case}/{seq}/mask_{reader}.nii.gz",
     output:
-        seg="export/dicom_seg/{case}/{seq}/{reader}.dcm",
+        export="export/{fmt}/{case}/{seq}/{reader}.dcm",
     log:
-        "logs/export_dicom_seg/{case}_{seq}_{reader}.log",
+        "logs/export_mask/{fmt}_{case}_{seq}_{reader}.log",
+    wildcard_constraints:
+        fmt="dicom_seg|rtstruct",
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -22,8 +26,8 @@ rule export_dicom_seg:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code_version("export_dicom_seg"),
+        code=code_version("export_mask"),
         dicom=export_dicom_settings,
         method=config["segmentation"]["method"],
     script:
-        "../scripts/export_dicom_seg.py"
+        "../scripts/export_mask.py"

@@ -1,4 +1,5 @@
-"""Glue for rule export_dicom_seg: a pseudo-reader's mask as a DICOM SEG on its source series."""
+"""Glue for rule export_mask: a pseudo-reader's mask as a DICOM SEG (export/dicom_seg)
+or an RTSTRUCT (export/rtstruct) on its source series."""
 
 import sys
 
@@ -9,22 +10,25 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 import SimpleITK as sitk
 
 from radstudy.casestep import run_case_step
-from radstudy.dicomio import export_seg
+from radstudy.dicomio import export_rtstruct, export_seg
 from radstudy.logs import setup_logging
+
+WRITERS = {"dicom_seg": export_seg, "rtstruct": export_rtstruct}
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
     case, reader = sm.wildcards.case, sm.wildcards.reader
+    write = WRITERS[sm.wildcards.fmt]
     run_case_step(
         case,
         inputs=[sm.input.mask],
-        outputs=[sm.output.seg],
-        step=lambda: export_seg(
+        outputs=[sm.output.export],
+        step=lambda: write(
             sitk.ReadImage(sm.input.mask),
             sm.input.image,
             case,
-            sm.output.seg,
+            sm.output.export,
             sm.params.dicom,
             label=reader,
             algorithm=f"radstudy {sm.params.method}",
