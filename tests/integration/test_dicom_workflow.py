@@ -226,7 +226,34 @@ def test_pseudo_reader_masks_are_exported_as_dicom_seg(runs):
         exported += 1
     assert exported >= 3, exported
     # the DICOM center's ALL target asked for every case's SEG, and nothing else
-    assert sorted(p.parent.parent.name for p in (wd / "export").rglob("*.dcm")) == sorted(CASES)
+    segs = (wd / "export/dicom_seg").rglob("*.dcm")
+    assert sorted(p.parent.parent.name for p in segs) == sorted(CASES)
+
+
+def test_the_same_masks_export_as_rtstruct(runs):
+    """The export rule's other format, asked for by its files in the same folder:
+    each pseudo-reader mask as an RTSTRUCT on the source series, read back."""
+    from radstudy.casestep import marker_reason
+    from radstudy.imageio import read_image_ref
+    from radstudy.preprocess import resample_mask_to
+
+    wd = runs["dicom"]
+    cases = [
+        c
+        for c in CASES
+        if marker_reason(wd / "results/cases" / c / SEQ / "mask_slic.nii.gz") is None
+    ]
+    assert len(cases) >= 3, cases
+    run_snakemake(wd, *(f"export/rtstruct/{c}/{SEQ}/slic.dcm" for c in cases))
+    for case in cases:
+        folder = runs["studies"][case]["folder"]
+        image, ref = read_image_ref(folder, case, {"series": {"description": ["*t1*"]}})
+        rt = wd / "export/rtstruct" / case / SEQ / "slic.dcm"
+        back = sitk.GetArrayFromImage(dicomio.read_mask(rt, case, image, ref, ["slic"])) > 0
+        mask = wd / "results/cases" / case / SEQ / "mask_slic.nii.gz"
+        want = sitk.GetArrayFromImage(resample_mask_to(sitk.ReadImage(str(mask)), image)) > 0
+        dice = 2 * (back & want).sum() / (back.sum() + want.sum())
+        assert dice >= 0.98, (case, dice)  # polygon contours through pixel centres
 
 
 def _texts(path: Path):

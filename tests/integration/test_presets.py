@@ -175,17 +175,11 @@ class PresetRun:
             self._dry = run_snakemake(self.wd, "--dry-run").stdout
         return self._dry
 
-    def cohort(self) -> None:
-        """Only the cohort tables (results/cohort/...): the run's first jobs."""
-        self.dry_run()
-        if not (self.wd / "results/cohort/cases.tsv").is_file():
-            run_snakemake(self.wd, "--until", "register_cohort", "register_center")
-
     def run(self) -> PresetRun:
         """The whole workflow, once; --keep-going so that one failing job leaves the
         other outputs to check (test_preset_runs_end_to_end reports the failure)."""
         if self.proc is None:
-            self.cohort()
+            self.dry_run()
             t0, cpu0 = time.monotonic(), _children_cpu()
             self.proc = run_snakemake(self.wd, "--keep-going", check=False)
             self.seconds = time.monotonic() - t0
@@ -279,8 +273,7 @@ def test_cohort_tables_carry_no_demo_clinical_columns(runs, path):
     """The cohort tables hold no demo clinical, descriptor or outcome column that the
     preset does not name (the synthetic sheet has them all)."""
     cfg = preset(path.stem)
-    run = runs(path.stem)
-    run.cohort()
+    run = runs(path.stem).run()  # the cohort tables of the whole run (one Snakemake call)
     c = cfg["cohort"]
     named = set(c.get("clinical", [])) | set(c.get("descriptors", [])) | set(c.get("require", []))
     for ep in cfg["endpoints"].values():
