@@ -37,6 +37,7 @@ from tests.dicom_fixtures import (
     write_rtstruct,
     write_seg,
     write_series,
+    write_study,
 )
 
 CASE = "STS_002"
@@ -48,23 +49,10 @@ def study(tmp_path_factory):
     0.5 / intercept -100) in a subfolder, a second series (a 'T2' made from the
     T1), a localiser slice inside the T1 folder, and RTSTRUCT + SEG files."""
     root = tmp_path_factory.mktemp("dicom")
-    image = sitk.ReadImage(str(STS / CASE / "MR_T1_image.nii.gz"))
-    mask = sitk.ReadImage(str(STS / CASE / "MR_T1_mask.nii.gz"))
-    study_uid, frame = generate_uid(), generate_uid()
     folder = root / "study"
-    t1 = write_series(
-        image,
-        folder / "series1",
-        study=study_uid,
-        frame=frame,
-        description="T1 TSE AX",
-        slope=0.5,
-        intercept=-100,
-    )
-    t2_image = sitk.Cast(image * 2 + 7, sitk.sitkFloat32)
-    t2 = write_series(
-        t2_image, folder / "series2", study=study_uid, frame=frame, description="t2 stir ax"
-    )
+    # T1 (slope 0.5 / intercept -100), T2 and the RTSTRUCT (Body, GTV), as a case's export
+    made = write_study(CASE, folder, t1_slope=0.5, t1_intercept=-100)
+    study_uid, frame, t1 = made["study_uid"], made["frame"], made["t1"]
     # localiser in the T1 folder: same series UID, sagittal, another size
     loc = sitk.Image(64, 48, 1, sitk.sitkFloat32)
     loc.SetDirection((0, 0, 1, 1, 0, 0, 0, 1, 0))
@@ -87,25 +75,11 @@ def study(tmp_path_factory):
         description="survey",
         image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"),
     )
-    # rt-utils reads every image under the folder it is given: a clean copy of the T1
-    clean = root / "t1_only"
-    write_rtstruct_from = clean
-    shutil.copytree(folder / "series1", clean, ignore=shutil.ignore_patterns("*loc*"))
-    rtstruct = write_rtstruct(write_rtstruct_from, mask, folder / "rtstruct.dcm", ("Body", "GTV"))
-    seg = write_seg(t1, mask, folder / "seg.dcm")
-    return {
-        "root": root,
-        "folder": folder,
-        "image": image,
-        "t2_image": t2_image,
-        "mask": mask,
-        "t1": t1,
-        "t2": t2,
-        "rtstruct": rtstruct,
-        "seg": seg,
-        "frame": frame,
-        "study_uid": study_uid,
-    }
+    # a clean copy of the T1 series alone (the localiser left out), for the tests that
+    # rewrite or compress the series
+    shutil.copytree(folder / "series1", root / "t1_only", ignore=shutil.ignore_patterns("*loc*"))
+    seg = write_seg(t1, made["mask"], folder / "seg.dcm")
+    return {**made, "root": root, "seg": seg}
 
 
 T1 = {"series": {"description": ["t1*"]}}
