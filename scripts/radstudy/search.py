@@ -6,6 +6,12 @@ configuration by stratified inner cross-validation *of the rows it is given* (me
 per-fold AUC for a binary outcome, Harrell's C-index for a survival outcome), then
 refits the best configuration (or an ensemble of the best) on all of those rows.
 
+The study first runs a few well-regularised starting configurations (``warm_start``,
+:data:`WARM_START`) so that TPE's finds are always weighed against them, and an
+ensemble by default averages the best configuration of each of the top model families
+(``members``): on small tables, a pick among configurations by inner CV alone overfits
+the inner folds, and members of different families err differently.
+
 It takes the place of the selection .. classifier part of a model's pipeline; the
 fixed pre-steps (feature groups, gap filling, ComBat, ICC filter) stay in front. The
 outer cross-validation clones and refits the whole pipeline per fold, so the search
@@ -469,6 +475,53 @@ def suggest_params(trial, name: str) -> dict:
     raise ValueError(f"unknown search model {name!r}")
 
 
+# Starting configurations tried first when ``warm_start`` is on (before TPE samples):
+# well-regularised choices that do well on small radiomics tables, so the search always
+# weighs them against what it finds. Each is used only if the space has its parts.
+WARM_START = (
+    {"scaling": "standard", "selector": "none", "model": "logistic",
+     "logistic.penalty": "l2", "logistic.C": 0.003},
+    {"scaling": "standard", "selector": "anova", "k": 16, "model": "logistic",
+     "logistic.penalty": "l2", "logistic.C": 0.1},
+    {"scaling": "none", "selector": "none", "model": "extra_trees",
+     "extra_trees.max_features": 0.1, "extra_trees.min_samples_leaf": 1,
+     "extra_trees.class_weight": "none"},
+    {"scaling": "standard", "selector": "anova", "k": 32, "model": "svm_rbf",
+     "svm_rbf.C": 1.0, "svm_rbf.gamma": 0.03},
+    {"scaling": "standard", "selector": "mrmr", "k": 16, "model": "random_forest",
+     "random_forest.max_features": 0.2, "random_forest.min_samples_leaf": 2,
+     "random_forest.class_weight": "none"},
+)  # fmt: skip
+WARM_START_SURVIVAL = (
+    {"scaling": "standard", "selector": "none", "model": "cox",
+     "cox.penalizer": 0.3, "cox.l1_ratio": 0.0},
+    {"scaling": "standard", "selector": "concordance", "k": 16, "model": "cox",
+     "cox.penalizer": 0.1, "cox.l1_ratio": 0.0},
+    {"scaling": "none", "selector": "none", "model": "random_survival_forest",
+     "random_survival_forest.max_features": 0.1, "random_survival_forest.min_samples_leaf": 5},
+)  # fmt: skip
+
+
+def warm_start_params(space: dict, survival: bool) -> list[dict]:
+    """The starting configurations that fit ``space`` (as Optuna trial params)."""
+    out = []
+    k_lo, k_hi = space["k"]
+    for p in WARM_START_SURVIVAL if survival else WARM_START:
+        if (
+            p["scaling"] not in space["scaling"]
+            or p["selector"] not in space["selector"]
+            or p["model"] not in space["model"]
+        ):
+            continue
+        p = dict(p)
+        if "k" in p:
+            p["k"] = int(min(max(p["k"], k_lo), k_hi))
+        if len(space["smote"]) > 1:
+            p["smote"] = False
+        out.append(p)
+    return out
+
+
 def make_chain(
     cfg: dict,
     random_state: int,
@@ -588,6 +641,8 @@ class ModelSearch(BaseEstimator):
         n_trials=40,
         timeout_s=0,
         inner_cv=3,
+        inner_repeats=1,
+        warm_start=True,
         scaling=SCALINGS,
         selectors=DEFAULT_SELECTORS,
         k_min=4,
@@ -598,12 +653,15 @@ class ModelSearch(BaseEstimator):
         n_estimators=200,
         ensemble="average",
         top_k=5,
+        members="distinct_models",
         random_state=0,
         n_jobs=1,
     ):
         self.n_trials = n_trials
         self.timeout_s = timeout_s
         self.inner_cv = inner_cv
+        self.inner_repeats = inner_repeats
+        self.warm_start = warm_start
         self.scaling = scaling
         self.selectors = selectors
         self.k_min = k_min
@@ -614,19 +672,34 @@ class ModelSearch(BaseEstimator):
         self.n_estimators = n_estimators
         self.ensemble = ensemble
         self.top_k = top_k
+        self.members = members
         self.random_state = random_state
         self.n_jobs = n_jobs
 
     @classmethod
     def from_spec(cls, spec: dict, random_state: int, n_jobs: int = 1) -> ModelSearch:
         """From a config ``search`` block (defaults filled in)."""
-        keys = ("n_trials", "timeout_s", "inner_cv", "k_min", "k_max", "smote", "n_estimators")
+        keys = (
+            "n_trials",
+            "timeout_s",
+            "inner_cv",
+            "inner_repeats",
+            "warm_start",
+            "k_min",
+            "k_max",
+            "smote",
+            "n_estimators",
+        )
         lists = ("scaling", "selectors", "classifiers", "survival_models")
         ens = spec.get("ensemble", {})
         return cls(
             **{k: spec[k] for k in keys if k in spec},
             **{k: tuple(spec[k]) for k in lists if k in spec},
-            **{p: ens[k] for p, k in (("ensemble", "method"), ("top_k", "top_k")) if k in ens},
+            **{
+                p: ens[k]
+                for p, k in (("ensemble", "method"), ("top_k", "top_k"), ("members", "members"))
+                if k in ens
+            },
             random_state=random_state,
             n_jobs=n_jobs,
         )
@@ -679,7 +752,7 @@ class ModelSearch(BaseEstimator):
     def fit(self, X, y):
         import optuna
         from joblib import Parallel, delayed
-        from sklearn.model_selection import StratifiedKFold
+        from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
 
         # Optuna's warnings (a failed trial and why) to the job log, not to stderr
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -702,7 +775,12 @@ class ModelSearch(BaseEstimator):
         candidates = np.array([not n.startswith("clinical__") for n in names], bool)
         counts = np.bincount(strat, minlength=2)
         n_splits = int(max(2, min(self.inner_cv, counts.min())))
-        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+        if int(self.inner_repeats) > 1:
+            cv = RepeatedStratifiedKFold(
+                n_splits=n_splits, n_repeats=int(self.inner_repeats), random_state=self.random_state
+            )
+        else:
+            cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
         folds = []
         for tr, te in cv.split(Xa, strat):
             med = np.nanmedian(Xa[tr], axis=0)
@@ -752,7 +830,7 @@ class ModelSearch(BaseEstimator):
         what = "C-index" if survival else "AUC"
 
         def progress(study, trial) -> None:
-            done = len(study.trials)
+            done = sum(t.state.is_finished() for t in study.trials)
             if done % PROGRESS_EVERY and done != self.n_trials:
                 return
             try:
@@ -770,6 +848,9 @@ class ModelSearch(BaseEstimator):
 
         sampler = optuna.samplers.TPESampler(seed=int(self.random_state))
         study = optuna.create_study(direction="maximize", sampler=sampler)
+        if self.warm_start:
+            for params in warm_start_params(space, survival)[: int(self.n_trials)]:
+                study.enqueue_trial(params)
         run = {"func": objective, "catch": (Exception,), "callbacks": [progress]}
         study.optimize(n_trials=1, **run)  # one trial even under a tiny time cap
         if self.n_trials > 1:
@@ -778,13 +859,14 @@ class ModelSearch(BaseEstimator):
                 study.optimize(
                     n_trials=int(self.n_trials) - 1, timeout=left if self.timeout_s else None, **run
                 )
-        self.timed_out_ = len(study.trials) < int(self.n_trials)
+        n_run = sum(t.state.is_finished() for t in study.trials)  # enqueued: not yet run
+        self.timed_out_ = n_run < int(self.n_trials)
         if self.timed_out_:
             log.warning(
                 "search: search.timeout_s (%g s) reached after %d of %d trials: the result "
                 "now depends on this machine's speed (same config, other bytes elsewhere)",
                 self.timeout_s,
-                len(study.trials),
+                n_run,
                 self.n_trials,
             )
         self.history_ = _history(study)
@@ -801,7 +883,10 @@ class ModelSearch(BaseEstimator):
         complete.sort(key=lambda t: (-t.value, t.number))
         chosen, seen = [], set()
         for t in complete:
-            key = json.dumps(t.params, sort_keys=True)
+            if self.members == "distinct_models":  # one member per model family
+                key = t.params["model"]
+            else:
+                key = json.dumps(t.params, sort_keys=True)
             if key not in seen:
                 seen.add(key)
                 chosen.append(t)
@@ -971,6 +1056,7 @@ def _history(study) -> pd.DataFrame:
             "state": t.state.name,
         }
         for t in study.trials
+        if t.state.name != "WAITING"  # enqueued, never run (a time cap stopped the study)
     ]
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 

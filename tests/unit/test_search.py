@@ -126,10 +126,11 @@ def test_reported_estimate_is_the_outer_cv_not_the_inner_winner():
     """Pure noise: the best inner-CV AUC of a search is optimistic (it picked the
     winner on those folds); the nested outer CV stays near 0.5."""
     X, y = _binary(n=60, p=60, seed=3, signal=0.0)
-    search = rs.ModelSearch(n_trials=12, n_estimators=20, random_state=0)
+    free = {"n_trials": 12, "n_estimators": 20, "warm_start": False}  # TPE's picks only
+    search = rs.ModelSearch(**free, random_state=0)
     inner = search.fit(X, y).best_score_
     pred = cross_validated_predictions(
-        Pipeline([("model", rs.ModelSearch(n_trials=12, n_estimators=20, random_state=0))]),
+        Pipeline([("model", rs.ModelSearch(**free, random_state=0))]),
         X,
         y,
         n_splits=3,
@@ -142,12 +143,52 @@ def test_reported_estimate_is_the_outer_cv_not_the_inner_winner():
 
 
 # ------------------------------------------------------------------------- ensembles
+def test_warm_start_tries_the_starting_configurations_first():
+    X, y = _binary()
+    m = rs.ModelSearch(**{**FAST, "n_trials": 7}, random_state=0).fit(X, y)
+    space = m._space(False, X.shape[1], y.mean())
+    want = rs.warm_start_params(space, survival=False)
+    assert [w["model"] for w in want] == [
+        "logistic",
+        "logistic",
+        "extra_trees",
+        "svm_rbf",
+        "random_forest",
+    ]
+    first = [json.loads(p) for p in m.history_["params"][: len(want)]]
+    assert first == want
+    # only the parts the space has: no starting configuration for a model left out
+    narrow = rs.ModelSearch(**FAST, classifiers=("knn",), random_state=0)
+    assert rs.warm_start_params(narrow._space(False, 30, 0.5), survival=False) == []
+    cold = rs.ModelSearch(**FAST, warm_start=False, random_state=0).fit(X, y)
+    assert json.loads(cold.history_["params"][0]) != want[0]
+
+
+def test_inner_repeats_score_each_configuration_on_more_folds(monkeypatch):
+    X, y = _binary()
+    seen = []
+    real = rs._fit_score
+
+    def spy(cfg, Xtr, *a):
+        seen.append(len(Xtr))
+        return real(cfg, Xtr, *a)
+
+    monkeypatch.setattr(rs, "_fit_score", spy)
+    rs.ModelSearch(**{**FAST, "n_trials": 1}, inner_repeats=2, random_state=0).fit(X, y)
+    assert len(seen) == 3 * 2
+
+
 def test_average_ensemble_is_the_mean_of_its_members():
     X, y = _binary(seed=1)
     m = rs.ModelSearch(**FAST, ensemble="average", top_k=3, random_state=2).fit(X, y)
     assert len(m.members_) == 3 and len(set(m.member_trials_)) == 3
     params = m.history_.set_index("trial").loc[m.member_trials_, "params"]
     assert params.nunique() == 3  # distinct configurations
+    assert len({c["model"] for c in m.member_configs_}) == 3  # of distinct model families
+    same = rs.ModelSearch(
+        **FAST, top_k=3, members="distinct_configurations", classifiers=("logistic",)
+    ).fit(X, y)
+    assert len(same.members_) == 3 and {c["model"] for c in same.member_configs_} == {"logistic"}
     mean = np.mean([c.predict_proba(X.to_numpy())[:, 1] for c in m.members_], axis=0)
     np.testing.assert_allclose(m.predict_proba(X)[:, 1], mean)
     assert m.member_trials_[0] == m.best_trial_
@@ -284,6 +325,7 @@ def test_search_defaults_are_the_estimators_defaults():
             ens = prop["properties"]
             assert sig["ensemble"].default == ens["method"]["default"]
             assert sig["top_k"].default == ens["top_k"]["default"]
+            assert sig["members"].default == ens["members"]["default"]
             continue
         default = sig[key].default
         want = list(default) if isinstance(default, tuple) else default
