@@ -338,12 +338,58 @@ def resolve_paths(df: pd.DataFrame, sheet_dir: Path, columns) -> pd.DataFrame:
     return df
 
 
+# What an inclusion expression may hold: comparisons of columns with values,
+# arithmetic, and/or/not, ``in`` lists. pandas.eval itself also resolves attribute
+# access, method calls and ``@`` names (local variables) and has no switch to refuse
+# them, so the expression is checked on its syntax tree first.
+_INCLUSION_NODES = (
+    "Expression", "Compare", "BoolOp", "BinOp", "UnaryOp", "Name", "Load", "Constant",
+    "List", "Tuple", "And", "Or", "Not", "Invert", "USub", "UAdd", "Add", "Sub", "Mult",
+    "Div", "FloorDiv", "Mod", "Pow", "BitAnd", "BitOr", "Eq", "NotEq", "Lt", "LtE", "Gt",
+    "GtE", "In", "NotIn",
+)  # fmt: skip
+_REFUSED = {
+    "Call": "a function call",
+    "Attribute": "attribute access",
+    "Subscript": "indexing",
+    "Lambda": "a lambda",
+}
+
+
+def check_inclusion(expr: str) -> None:
+    """Refuse (ConfigError, one line) a ``cohort.inclusion`` expression that is more
+    than comparisons, arithmetic and and/or/not over columns and values."""
+    import ast
+    import re
+
+    if "@" in expr:
+        raise ConfigError(
+            f"cohort.inclusion expression {expr!r} is refused: '@' (local variables) is not "
+            "allowed; compare sheet columns with values, e.g. 'age < 216'"
+        )
+    # backtick-quoted column names (pandas' syntax for names with spaces) -> plain names
+    plain = re.sub(r"`[^`]*`", "_col", expr)
+    try:
+        tree = ast.parse(plain.strip(), mode="eval")
+    except SyntaxError as err:
+        raise ConfigError(f"cohort.inclusion expression {expr!r} is not valid: {err.msg}") from None
+    for node in ast.walk(tree):
+        kind = type(node).__name__
+        if kind not in _INCLUSION_NODES:
+            what = _REFUSED.get(kind, f"'{kind}'")
+            raise ConfigError(
+                f"cohort.inclusion expression {expr!r} is refused: {what} is not allowed; "
+                "only comparisons of sheet columns with values, arithmetic, and/or/not"
+            )
+
+
 def apply_inclusion(df: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the sheet into included cases and exclusions with a reason each.
 
     Criteria: every sequence image given, the reference reader's mask given,
     the ``cohort.require`` columns present (e.g. AFP, PRETEXT), and each
-    ``cohort.inclusion`` expression (pandas ``query`` syntax) true.
+    ``cohort.inclusion`` expression (pandas ``query`` syntax, checked by
+    :func:`check_inclusion`) true.
     """
     c = cfg["cohort"]
     reasons: dict[str, str] = {}
@@ -363,8 +409,9 @@ def apply_inclusion(df: pd.DataFrame, cfg: dict) -> tuple[pd.DataFrame, pd.DataF
             raise ConfigError(f"cohort.require names column '{col}' that the sheet lacks")
         exclude(df[col].isna(), f"missing required value '{col}'")
     for expr in c["inclusion"]:
+        check_inclusion(expr)
         try:
-            keep = df.eval(expr)
+            keep = df.eval(expr, local_dict={}, global_dict={})
         except Exception as err:  # pandas raises many types for a bad expression
             raise ConfigError(f"cohort.inclusion expression {expr!r} failed: {err}") from err
         exclude(~keep.fillna(False).astype(bool), f"inclusion criterion not met: {expr}")

@@ -103,6 +103,32 @@ def test_bad_inclusion_expression_is_config_error(tmp_path):
         load_cohort(_sheet(tmp_path), cfg, SCHEMA)
 
 
+@pytest.mark.parametrize(
+    ("expr", "what"),
+    [
+        ("age.abs() < 11", "a function call"),
+        ("__import__('os').system('true') == 0", "a function call"),
+        ("age.__class__ == 1", "attribute access"),
+        ("age < @limit", "'@'"),
+        ("center[0] == 'A'", "indexing"),
+        ("(lambda: 1)() == 1", "a function call"),
+    ],
+)
+def test_inclusion_expression_may_only_compare_columns_with_values(tmp_path, expr, what):
+    cfg = {**CFG, "cohort": {**CFG["cohort"], "require": [], "inclusion": [expr]}}
+    with pytest.raises(ConfigError) as err:
+        load_cohort(_sheet(tmp_path), cfg, SCHEMA)
+    msg = str(err.value)
+    assert "\n" not in msg and "is refused" in msg and what in msg and expr in msg
+
+
+def test_allowed_inclusion_expressions(tmp_path):
+    for expr in ("age < 11 and center in ['A', 'B']", "not (age >= 11) or `age` == 12"):
+        cfg = {**CFG, "cohort": {**CFG["cohort"], "require": [], "inclusion": [expr]}}
+        cases, _ = load_cohort(_sheet(tmp_path), cfg, SCHEMA)
+        assert len(cases)
+
+
 def test_materialize_keeps_unchanged_center_files(tmp_path):
     cases, excluded = load_cohort(_sheet(tmp_path), CFG, SCHEMA)
     out = tmp_path / "out"
