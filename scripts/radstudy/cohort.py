@@ -297,6 +297,63 @@ def map_outcomes(df: pd.DataFrame, cfg: dict, sheet: str | Path) -> pd.DataFrame
     return df
 
 
+# what a case id / center may hold, in words (the schema's patterns): they become
+# file and folder names of the results
+_NAME_RULES = {
+    "case_id": "letters, digits, _ . - only, starting with a letter or digit (ids become "
+    "file names)",
+    "center": "letters, digits, _ - only, starting with a letter or digit (centers become "
+    "file names)",
+}
+
+
+def _row(df: pd.DataFrame, i: int, sheet: str) -> str:
+    """``{sheet} row {n} (case {id})`` of the i-th data row (n: the line in the file)."""
+    return f"{sheet} row {i + 2} (case {df['case_id'].iloc[i]})"
+
+
+def _numeric_problems(df: pd.DataFrame, cfg: dict, sheet: str) -> tuple[pd.DataFrame, list[str]]:
+    """Numeric columns (clinical, descriptor, survival time) as numbers, and one
+    problem per column holding text (naming its first text cell) or a non-finite
+    number (inf); those cells are left out of the schema check (already named)."""
+    req = required_columns(cfg)
+    times = {ep["time"] for ep in cfg["endpoints"].values() if ep["type"] == "survival"}
+    out, problems = df.copy(), []
+    for col, kind in req.items():
+        if col not in df.columns or not (kind in ("clinical", "descriptor") or col in times):
+            continue
+        cells = df[col]
+        values = pd.to_numeric(cells, errors="coerce")
+        text = cells.notna() & values.isna()
+        if text.any():
+            i = int(np.flatnonzero(text.to_numpy())[0])
+            n = int(text.sum())
+            more = f" ({n} text cells in the column)" if n > 1 else ""
+            hint = "; encode categories as numbers" if kind in ("clinical", "descriptor") else ""
+            problems.append(
+                f"{_row(df, i, sheet)}, column '{col}' ({kind}): {cells.iloc[i]!r} is not a "
+                f"number{more}{hint}"
+            )
+        infinite = values.notna() & ~np.isfinite(values.astype(float))
+        if infinite.any():
+            i = int(np.flatnonzero(infinite.to_numpy())[0])
+            problems.append(
+                f"{_row(df, i, sheet)}, column '{col}' ({kind}): {values.iloc[i]:g} is not a "
+                "finite number"
+            )
+        out[col] = values.where(~infinite, np.nan)
+    return out, problems
+
+
+def _message(err, col: str, value) -> str:
+    """The schema's complaint about one cell, in words."""
+    if value is None and col in ("case_id", "center", "split"):
+        return f"the cell is empty (every case needs a {col})"
+    if err.validator == "pattern" and col in _NAME_RULES:
+        return f"{value!r} is not allowed: {_NAME_RULES[col]}"
+    return err.message
+
+
 def validate_sheet(df: pd.DataFrame, cfg: dict, schema: dict, sheet: str = "cases.tsv") -> None:
     """Raise ConfigError naming row (1-based data row + case id) and column."""
     req = required_columns(cfg)
@@ -306,20 +363,62 @@ def validate_sheet(df: pd.DataFrame, cfg: dict, schema: dict, sheet: str = "case
             f"{sheet}: missing column(s) {', '.join(missing)} "
             f"(needed by config: {', '.join(req[c] for c in missing)})"
         )
-    errors = []
+    checked, errors = _numeric_problems(df, cfg, sheet)
     validator = Draft7Validator(_row_schema(cfg, schema))
-    for i, rec in enumerate(_to_records(df)):
+    for i, rec in enumerate(_to_records(checked)):
         for err in sorted(validator.iter_errors(rec), key=lambda e: list(e.path)):
             col = err.path[0] if err.path else (err.validator_value or ["?"])[0]
             errors.append(
-                f"{sheet} row {i + 2} (case {rec.get('case_id')}), column '{col}': {err.message}"
+                f"{sheet} row {i + 2} (case {rec.get('case_id')}), column '{col}': "
+                f"{_message(err, col, rec.get(col))}"
             )
     dup = df["case_id"][df["case_id"].duplicated()].tolist()
     if dup:
         errors.append(f"{sheet}: duplicated case_id(s): {', '.join(map(str, dup))}")
     if errors:
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(errors[0] + more + "\n" + "\n".join(errors[1:20]))
+        raise ConfigError(errors[0] + more + "".join("\n" + e for e in errors[1:20]))
+
+
+def check_files(df: pd.DataFrame, cfg: dict, sheet: str) -> None:
+    """Every path the sheet gives (resolved) must exist: a missing file is a typo or
+    an unmounted drive, not a case to leave out silently (ConfigError naming the
+    first one, its row and column, and how many more)."""
+    problems = []
+    for col in path_columns(cfg):
+        if col not in df.columns:
+            continue
+        for i, value in enumerate(df[col]):
+            if value is not None and not Path(value).exists():
+                problems.append(f"{_row(df, i, sheet)}, column '{col}': {value} does not exist")
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(problems[0] + more + "".join("\n" + p for p in problems[1:20]))
+
+
+def check_training_outcomes(df: pd.DataFrame, cfg: dict, sheet: str) -> None:
+    """Each endpoint must be learnable from the training rows: a binary outcome needs
+    both classes among them, a survival outcome at least one event (ConfigError)."""
+    train = df[df["split"] == "train"]
+    for name, ep in sorted(cfg["endpoints"].items()):
+        col = ep["column"] if ep["type"] == "binary" else ep["event"]
+        known = pd.to_numeric(train[col], errors="coerce").dropna()
+        if known.empty:
+            raise ConfigError(
+                f"{sheet}: endpoint {name}: no training case has a value in column '{col}'"
+            )
+        values = sorted({int(v) for v in known})
+        if ep["type"] == "binary" and len(values) < 2:
+            raise ConfigError(
+                f"{sheet}: endpoint {name}: every training case with a value in column "
+                f"'{col}' has {values[0]} ({len(known)} cases); a binary endpoint needs both "
+                "classes among the training cases"
+            )
+        if ep["type"] == "survival" and values == [0]:
+            raise ConfigError(
+                f"{sheet}: endpoint {name}: no training case has an event (column '{col}' is "
+                f"0 in all {len(known)} cases with a value)"
+            )
 
 
 def resolve_paths(df: pd.DataFrame, sheet_dir: Path, columns) -> pd.DataFrame:
@@ -435,8 +534,10 @@ def load_cohort(
     df = read_sheet(sheet, path_columns(cfg) + uid_columns(cfg), cfg)
     validate_sheet(df, cfg, schema, sheet=str(sheet))
     df = resolve_paths(df, sheet.resolve().parent, path_columns(cfg))
+    check_files(df, cfg, str(sheet))
     if df["split"].eq("train").sum() == 0:
         raise ConfigError(f"{sheet}: no row has split 'train'; nothing to fit on")
+    check_training_outcomes(df, cfg, str(sheet))
     included, excluded = apply_inclusion(df, cfg)
     # only the columns the config names go on (the sheet may hold many more)
     named = set(required_columns(cfg)) | set(cfg["cohort"]["require"])

@@ -137,6 +137,26 @@ def _raise(problems: list[str]) -> None:
         raise ConfigError(problems[0] + more + "".join("\n" + p for p in problems[1:10]))
 
 
+def _follows_bad_value(err, schema: dict, bad: set[tuple]) -> bool:
+    """An error of an if/then/else branch whose ``if`` key holds a bad value itself
+    (``endpoints.x.type: ordinal`` sends the schema to the survival branch, which then
+    asks for time and event): a consequence of that value, not a problem of its own."""
+    parts = list(err.schema_path)
+    for i, part in enumerate(parts):
+        if part not in ("then", "else"):
+            continue
+        node = schema
+        try:
+            for step in parts[:i]:
+                node = node[step]
+        except (KeyError, IndexError, TypeError):  # through a $ref: not followed
+            return False
+        keys = ((node.get("if") or {}).get("properties") or {}) if isinstance(node, dict) else {}
+        if any((*err.absolute_path, key) in bad for key in keys):
+            return True
+    return False
+
+
 def check_config(config: dict, schema: dict) -> None:
     """Raise :class:`ConfigError` (one line first) on unknown keys or schema errors."""
     problems = list(unknown_keys(config, schema))
@@ -144,6 +164,8 @@ def check_config(config: dict, schema: dict) -> None:
         registry = Registry().with_resource("", Resource.from_contents(schema))
         validator = Draft202012Validator(schema, registry=registry)
         errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+        bad = {tuple(e.absolute_path) for e in errors if e.validator in ("enum", "const")}
+        errors = [e for e in errors if not _follows_bad_value(e, schema, bad)]
         problems = [_one_line(e) for e in errors]
     _raise(problems)
 

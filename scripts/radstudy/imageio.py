@@ -8,6 +8,7 @@ built from the pixel array and geometry alone.
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -33,6 +34,8 @@ def read_image_ref(path: str | Path, case: str, dicom: dict | None = None):
     path = Path(path)
     if not path.exists():
         raise CaseError(case, path, "file does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise CaseError(case, path, "file is empty (0 bytes)")
     try:
         if path.is_dir():
             from radstudy.dicomio import read_study  # here: dicomio imports this module
@@ -44,9 +47,19 @@ def read_image_ref(path: str | Path, case: str, dicom: dict | None = None):
     except CaseError:
         raise
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else "unreadable"
-        raise CaseError(case, path, f"cannot read image ({first[:160]})") from err
+        raise CaseError(case, path, f"cannot read image ({_reader_error(err)[:160]})") from err
     return strip_metadata(image), None
+
+
+def _reader_error(err: RuntimeError) -> str:
+    """The telling line of an ITK reader error. ITK appends the C library's last
+    error ("Reason: No such file or directory") even when the file exists and is only
+    short: that line is left out, and so are the class/address prefixes."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Reason:")]
+    if not lines:
+        return "unreadable"
+    return re.sub(r"^(ITK ERROR: \w+\(0x[0-9a-fA-F]+\): |sitk::ERROR: )", "", lines[-1])
 
 
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes FLOAT32, FLOAT64

@@ -27,6 +27,11 @@ def check_image(image: sitk.Image, case: str, path: str | Path) -> None:
             raise CaseError(case, path, f"image contains {bad} NaN/inf voxels")
 
 
+def _mm(values, digits: int) -> str:
+    """A spacing / origin as plain numbers: (1, 1, 2.5)."""
+    return "(" + ", ".join(f"{round(float(v), digits):g}" for v in values) + ")"
+
+
 def _geometry_problem(image: sitk.Image, mask: sitk.Image) -> str | None:
     if mask.GetDimension() != image.GetDimension():
         return f"mask is {mask.GetDimension()}D but image is {image.GetDimension()}D"
@@ -34,12 +39,10 @@ def _geometry_problem(image: sitk.Image, mask: sitk.Image) -> str | None:
         return f"mask size {mask.GetSize()} differs from image size {image.GetSize()}"
     sp_i, sp_m = np.array(image.GetSpacing()), np.array(mask.GetSpacing())
     if not np.allclose(sp_i, sp_m, rtol=GEOMETRY_TOL, atol=1e-4):
-        return (
-            f"mask spacing {tuple(sp_m.round(4))} differs from image spacing {tuple(sp_i.round(4))}"
-        )
+        return f"mask spacing {_mm(sp_m, 4)} differs from image spacing {_mm(sp_i, 4)}"
     o_i, o_m = np.array(image.GetOrigin()), np.array(mask.GetOrigin())
     if not np.allclose(o_i, o_m, atol=max(GEOMETRY_TOL * sp_i.max(), 1e-3) * 10):
-        return f"mask origin {tuple(o_m.round(3))} differs from image origin {tuple(o_i.round(3))}"
+        return f"mask origin {_mm(o_m, 3)} differs from image origin {_mm(o_i, 3)}"
     if not np.allclose(image.GetDirection(), mask.GetDirection(), atol=GEOMETRY_TOL):
         return "mask direction (orientation) differs from the image's"
     return None

@@ -140,7 +140,12 @@ def read_table(path: str | Path, what: str = "table") -> pd.DataFrame:
         if fmt == "parquet":
             df = _as_text(pd.read_parquet(path))
         elif fmt == "xlsx":
-            df = _as_text(pd.read_excel(path, sheet_name=0, engine="openpyxl", dtype=object))
+            # header=None: pandas renames a duplicated name to "x.1"; take the header
+            # row as written
+            raw = pd.read_excel(path, sheet_name=0, engine="openpyxl", dtype=object, header=None)
+            names = [_cell_text(v) or "" for v in raw.iloc[0]] if len(raw) else []
+            df = _as_text(raw.iloc[1:])
+            df.columns = names
         else:
             raw = _read_text(path, "," if fmt == "csv" else "\t")
             df = raw.where(~raw.isin(MISSING), None)

@@ -33,7 +33,12 @@ def _sheet(tmp_path, rows=None, **changes) -> Path:
         "case_id": ["c1", "c2", "c3", "007"],
         "center": ["A", "A", "B", "B"],
         "split": ["train", "test", "train", "external"],
-        "image_T2": ["img/c1.nii.gz", "img/c2.nii.gz", "/abs/c3.nii.gz", "img/7.nii.gz"],
+        "image_T2": [
+            "img/c1.nii.gz",
+            "img/c2.nii.gz",
+            str(tmp_path / "abs/c3.nii.gz"),
+            "img/7.nii.gz",
+        ],
         "mask_R1": ["m/c1.nii.gz", "m/c2.nii.gz", "m/c3.nii.gz", "m/7.nii.gz"],
         "mask_R2": ["m/c1b.nii.gz", "", "m/c3b.nii.gz", ""],
         "age": ["10", "12", "", "5"],
@@ -43,6 +48,10 @@ def _sheet(tmp_path, rows=None, **changes) -> Path:
     }
     base.update(changes)
     df = pd.DataFrame(base)
+    for col in ("image_T2", "mask_R1", "mask_R2"):  # the sheet's files exist
+        for name in filter(None, df[col]):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).touch()
     path = tmp_path / "cases.tsv"
     df.to_csv(path, sep="\t", index=False)
     return path
@@ -65,7 +74,7 @@ def test_valid_sheet_loads_with_string_ids_and_absolute_paths(tmp_path):
         ({"split": ["train", "tst", "train", "external"]}, "row 3 (case c2), column 'split'"),
         ({"label": ["0", "2", "1", "0"]}, "row 3 (case c2), column 'label'"),
         ({"t": ["3.5", "-1", "7", "1"]}, "row 3 (case c2), column 't'"),
-        ({"age": ["10", "ten", "", "5"]}, "row 2 (case c1), column 'age'"),
+        ({"age": ["10", "ten", "", "5"]}, "row 3 (case c2), column 'age'"),
         ({"case_id": ["c1", "c1", "c3", "007"]}, "duplicated case_id(s): c1"),
     ],
 )
