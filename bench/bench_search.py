@@ -100,7 +100,8 @@ def run_table(name: str, folds: int, seed: int) -> dict:
                     secs.append(time.perf_counter() - t0)
                     search = fitted.steps[-1][1]
                     pre = fitted[:-1].transform(X.iloc[te])
-                    best = search.members_[0].predict_proba(np.asarray(pre, float))[:, 1]
+                    pre = np.asarray(pre, float)[:, search.columns_]  # its decorrelated input
+                    best = search.members_[0].predict_proba(pre)[:, 1]
                     aucs.setdefault("search", []).append(roc_auc_score(y[te], best))
                     model = "search + ensemble"
                 p = fitted.predict_proba(X.iloc[te])[:, 1]

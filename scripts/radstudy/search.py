@@ -475,6 +475,43 @@ def suggest_params(trial, name: str) -> dict:
     raise ValueError(f"unknown search model {name!r}")
 
 
+def decorrelated_columns(X: np.ndarray, candidates: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices of the columns of ``X`` to keep: every non-candidate (clinical) column,
+    and the candidates left after dropping each one whose Spearman |r| with an earlier
+    kept candidate exceeds ``threshold`` (greedy, in column order; gaps filled with the
+    column median; constant columns kept for the rankings to ignore). ``threshold`` >= 1:
+    all columns. Unsupervised: the labels are not used.
+
+    Written here: scikit-learn has no correlation filter, and the selection module's
+    CorrelationPruner keeps the member of a pair with the better univariate score,
+    which uses the labels (that is a selector's job, searched after this)."""
+    n_col = X.shape[1]
+    cand = np.flatnonzero(candidates)
+    if threshold >= 1.0 or len(cand) < 2:
+        return np.arange(n_col)
+    from scipy.stats import rankdata
+
+    Z = X[:, cand]
+    med = np.nanmedian(Z, axis=0) if len(Z) else np.zeros(Z.shape[1])
+    Z = np.where(np.isnan(Z), np.where(np.isnan(med), 0.0, med), Z)
+    R = rankdata(Z, axis=0)
+    R = R - R.mean(0)
+    norm = np.sqrt((R**2).sum(0))
+    varying = norm > 0
+    R[:, varying] /= norm[varying]
+    alive = np.ones(len(cand), bool)
+    keep = np.zeros(len(cand), bool)
+    for j in range(len(cand)):
+        if not alive[j]:
+            continue
+        keep[j] = True
+        if varying[j]:
+            r = np.abs(R.T @ R[:, j])
+            alive &= ~((r > threshold) & varying)
+    out = np.concatenate([cand[keep], np.flatnonzero(~np.asarray(candidates, bool))])
+    return np.sort(out).astype(int)
+
+
 # Starting configurations tried first when ``warm_start`` is on (before TPE samples):
 # well-regularised choices that do well on small radiomics tables, so the search always
 # weighs them against what it finds. Each is used only if the space has its parts.
@@ -643,6 +680,7 @@ class ModelSearch(BaseEstimator):
         inner_cv=3,
         inner_repeats=1,
         warm_start=True,
+        decorrelate=0.9,
         scaling=SCALINGS,
         selectors=DEFAULT_SELECTORS,
         k_min=4,
@@ -662,6 +700,7 @@ class ModelSearch(BaseEstimator):
         self.inner_cv = inner_cv
         self.inner_repeats = inner_repeats
         self.warm_start = warm_start
+        self.decorrelate = decorrelate
         self.scaling = scaling
         self.selectors = selectors
         self.k_min = k_min
@@ -685,6 +724,7 @@ class ModelSearch(BaseEstimator):
             "inner_cv",
             "inner_repeats",
             "warm_start",
+            "decorrelate",
             "k_min",
             "k_max",
             "smote",
@@ -773,6 +813,20 @@ class ModelSearch(BaseEstimator):
         self.feature_names_in_ = np.array(names, dtype=object)
         self.n_features_in_ = len(names)
         candidates = np.array([not n.startswith("clinical__") for n in names], bool)
+        # near-duplicate candidate features out first (unsupervised, these rows only)
+        self.columns_ = decorrelated_columns(Xa, candidates, float(self.decorrelate))
+        if len(self.columns_) < len(names):
+            log.info(
+                "search: %d of %d features kept after dropping those with Spearman |r| > %g "
+                "to a kept one (search.decorrelate)",
+                int(candidates[self.columns_].sum()),
+                int(candidates.sum()),
+                self.decorrelate,
+            )
+        Xdf = Xdf.iloc[:, self.columns_]
+        names = [names[i] for i in self.columns_]
+        Xa = Xa[:, self.columns_]
+        candidates = candidates[self.columns_]
         counts = np.bincount(strat, minlength=2)
         n_splits = int(max(2, min(self.inner_cv, counts.min())))
         if int(self.inner_repeats) > 1:
@@ -959,14 +1013,14 @@ class ModelSearch(BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
     def _member_scores(self, X) -> np.ndarray:
-        Xa = np.asarray(X, float)
+        Xa = np.asarray(X, float)[:, self.columns_]
         return np.column_stack([_raw_score(m, Xa, self.survival_) for m in self.members_])
 
     def predict_proba(self, X) -> np.ndarray:
-        Xa = np.asarray(X, float)
         if self.ensemble == "stacking":
-            p = self.meta_.predict_proba(self._member_scores(Xa))[:, 1]
+            p = self.meta_.predict_proba(self._member_scores(X))[:, 1]
         else:
+            Xa = np.asarray(X, float)[:, self.columns_]
             p = np.mean([m.predict_proba(Xa)[:, 1] for m in self.members_], axis=0)
         return np.column_stack([1 - p, p])
 
@@ -983,10 +1037,10 @@ class ModelSearch(BaseEstimator):
 
     def survival_function(self, X, times) -> pd.DataFrame:
         """Predicted S(t | x) at ``times`` (times x rows), survival endpoints."""
-        Xa = np.asarray(X, float)
         if self.ensemble == "stacking":
-            S = self._member_scores(Xa)
+            S = self._member_scores(X)
             return self.meta_.survival_function((S - self.oof_mean_) / self.oof_sd_, times)
+        Xa = np.asarray(X, float)[:, self.columns_]
         curves = []
         for m in self.members_:
             Z = m[:-1].transform(Xa)

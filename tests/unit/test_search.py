@@ -178,6 +178,24 @@ def test_inner_repeats_score_each_configuration_on_more_folds(monkeypatch):
     assert len(seen) == 3 * 2
 
 
+def test_decorrelate_drops_near_duplicates_before_the_search():
+    X, y = _binary(n=60, p=12, seed=2)
+    rng = np.random.default_rng(0)
+    X["T2__dup"] = X["T2__f00"] * 3 + rng.normal(scale=1e-3, size=len(X))  # r ~ 1
+    X["clinical__age"] = X["T2__f01"]  # clinical: never dropped, never dropping
+    keep = rs.decorrelated_columns(
+        X.to_numpy(float), np.array([not c.startswith("clinical__") for c in X.columns]), 0.9
+    )
+    names = list(X.columns[keep])
+    assert "T2__dup" not in names and "T2__f00" in names and "clinical__age" in names
+    assert "T2__f01" in names and len(names) == X.shape[1] - 1
+    m = rs.ModelSearch(**FAST, random_state=0).fit(X, y)
+    assert "T2__dup" not in m.selected_features_
+    assert m.predict_proba(X).shape == (len(X), 2)  # the full table in, as in training
+    everything = rs.ModelSearch(**FAST, decorrelate=1.0, random_state=0).fit(X, y)
+    assert len(everything.columns_) == X.shape[1]
+
+
 def test_average_ensemble_is_the_mean_of_its_members():
     X, y = _binary(seed=1)
     m = rs.ModelSearch(**FAST, ensemble="average", top_k=3, random_state=2).fit(X, y)
