@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from multiprocessing import connection as mp_connection
 from pathlib import Path
 
-from radstudy.errors import CaseError, ConfigError
+from radstudy.errors import CaseError, ConfigError, disk_error
 
 MAGIC = b"EXCLUDED\t"
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def case_step_reason(
     - A :class:`CaseError` excludes the case with its own one-line message.
     - Any other exception excludes the case with ``case X: <type>: <message>``
       (full traceback in the job log), so one bad case never stops the others.
-    - A :class:`ConfigError` is not the case's fault: it is raised.
+    - A :class:`ConfigError` is not the case's fault: it is raised; so is a full disk
+      (:func:`radstudy.errors.disk_error`): excluding the case would lose it.
     """
     reason = first_marker(inputs)
     if reason is None:
@@ -78,6 +79,8 @@ def case_step_reason(
         except ConfigError:
             raise  # a config problem is not the case's fault: stop the run
         except Exception as err:  # noqa: BLE001 - one bad case must not stop the run
+            if disk_error(err):
+                raise  # nor is a full disk: the job fails and reruns once there is room
             log.error("case %s failed:\n%s", case, traceback.format_exc())
             reason = f"case {case}: {type(err).__name__}: {err}"
     log.warning("excluded: %s", reason)

@@ -7,8 +7,11 @@ built from the pixel array and geometry alone.
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
 import re
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -133,10 +136,35 @@ def strip_metadata(image: sitk.Image) -> sitk.Image:
 
 
 def write_image(image: sitk.Image, path: str | Path) -> None:
-    """Write deterministically (.nii.gz: no timestamps in ITK's NIfTI writer)."""
+    """Write deterministically (.nii.gz: no timestamps in ITK's NIfTI writer), and
+    make sure the whole file reached the disk (:func:`check_written`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(path), useCompression=True)
+    check_written(path)
+
+
+def check_written(path: str | Path) -> None:
+    """Raise OSError if the gzip file ``path`` is cut short.
+
+    ITK's NIfTI writer does not fail when the disk fills up: it prints
+    ``** ERROR: NWAD: wrote only 0 of ... bytes`` and leaves a truncated file, which
+    the job would then declare complete. A file cut short has no gzip end-of-stream
+    marker; reading it through (in chunks) finds that. ENOSPC when the disk is
+    (nearly) full, EIO otherwise."""
+    path = Path(path)
+    if not path.name.endswith(".gz"):
+        return
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    except (EOFError, OSError, zlib.error) as err:
+        full = shutil.disk_usage(path.parent).free < 1 << 20
+        code = errno.ENOSPC if full else errno.EIO
+        raise OSError(
+            code, f"{os.strerror(code)}: written incompletely ({err})", str(path)
+        ) from err
 
 
 def to_array(image: sitk.Image) -> np.ndarray:

@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from radstudy.errors import disk_error, disk_error_line
+
 
 def limit_threads(threads: int | None = None) -> None:
     """Keep ITK (SimpleITK) to the job's threads.
@@ -27,12 +29,32 @@ def limit_threads(threads: int | None = None) -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
+class JobLog(logging.FileHandler):
+    """A job's log file. A record that cannot be written because the disk is full is
+    dropped in silence (logging would print a traceback for each): the job's own
+    writes then fail, with one clear line (:func:`setup_logging`)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if disk_error(sys.exc_info()[1] or Exception()):
+            return
+        super().handleError(record)
+
+
+def job_name(log_path: str | Path) -> str:
+    """A job's name from its log path: ``logs/extract_radiomics/A_T2_batch001.log`` ->
+    ``extract_radiomics/A_T2_batch001``."""
+    parts = Path(log_path).with_suffix("").parts
+    return "/".join(parts[parts.index("logs") + 1 :] if "logs" in parts else parts[-1:])
+
+
 def setup_logging(path: str | Path, level: int = logging.INFO) -> logging.Logger:
     """Send the root logger and Python warnings to ``path`` (one log per job); keep
-    ITK to the job's threads (:func:`limit_threads`)."""
+    ITK to the job's threads (:func:`limit_threads`). A job that fails because the
+    disk is full (:func:`radstudy.errors.disk_error`) says so in one line on stderr
+    and in its log, without a traceback; any other failure logs its traceback."""
     limit_threads()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w")
+    handler = JobLog(path, mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -43,7 +65,14 @@ def setup_logging(path: str | Path, level: int = logging.INFO) -> logging.Logger
     warnings.simplefilter("default")
     logging.getLogger("radiomics").setLevel(logging.WARNING)
 
+    job = job_name(path)
+
     def log_uncaught(exc_type, exc, tb):  # a failing job's traceback lands in its log
+        if disk_error(exc):  # the disk's fault, not the code's: one line, no traceback
+            line = disk_error_line(exc, job)
+            print(f"radstudy: {line}", file=sys.stderr)
+            root.critical(line)
+            return
         root.critical("uncaught exception", exc_info=(exc_type, exc, tb))
         sys.__excepthook__(exc_type, exc, tb)
 

@@ -114,6 +114,13 @@ SHEET_ERRORS = [
         "row 2 (case cé), column 'case_id': 'cé' is not allowed",
     ),
     (
+        "id-html",  # markup cannot reach the report through an id (nor a center)
+        {"case_id": ["<script>alert(1)</script>", "c2", "c3", "c4"]},
+        {},
+        "row 2 (case <script>alert(1)</script>), column 'case_id': '<script>alert(1)</script>' "
+        "is not allowed: letters, digits, _ . - only",
+    ),
+    (
         "id-empty",
         {"case_id": ["", "c2", "c3", "c4"]},
         {},
@@ -124,6 +131,12 @@ SHEET_ERRORS = [
         {"center": ["A/x", "A", "B", "B"]},
         {},
         "row 2 (case c1), column 'center': 'A/x' is not allowed: letters, digits, _ - only",
+    ),
+    (
+        "center-html",
+        {"center": ["<b>A</b>", "A", "B", "B"]},
+        {},
+        "row 2 (case c1), column 'center': '<b>A</b>' is not allowed: letters, digits, _ - only",
     ),
     (
         "center-empty",
