@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: demo test test-fast lint format docs report-pdf bench bench-presets bench-tables clean venv
+.PHONY: demo test test-fast lint format docs report-pdf bench bench-presets bench-tables bench-nnunet clean venv venv-nnunet
 
 venv: $(VENV)/.installed
 
@@ -14,6 +14,14 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+## venv-nnunet: the optional nnU-Net v2 extra (segmentation.method nnunet), on the pinned CPU torch
+venv-nnunet: $(VENV)/.nnunet-installed
+
+$(VENV)/.nnunet-installed: $(VENV)/.installed requirements-nnunet.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-nnunet.txt
+	$(BIN)/python -c "import nnunetv2.run.run_training, torch; assert torch.__version__.startswith('2.13.0')"
 	touch $@
 
 ## demo: the whole DAG on the default config (synthetic 4-center cohort) -> results/report/report.html
@@ -32,7 +40,7 @@ report-pdf:
 
 ## test: unit + integration tests (real Snakemake runs on tiny cohorts)
 test: venv
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q --durations=25 -n 2 --dist loadgroup
 
 ## test-fast: unit tests only
 test-fast: venv
@@ -59,6 +67,10 @@ bench: venv
 ## bench-tables: the ten published feature tables whole (CV AUC vs their references) and the speed of 100 x 1,000 / 1,000 x 2,000 tables
 bench-tables: venv
 	$(BIN)/python bench/bench_tables.py --speed
+
+## bench-nnunet: nnU-Net trained in the study (short CPU schedule) vs SLIC + FCM, Dice against the true masks
+bench-nnunet: venv-nnunet
+	$(BIN)/python bench/bench_nnunet.py
 
 ## bench-presets: wall time of the demo and of every study preset at its real size (2 cores)
 bench-presets: venv

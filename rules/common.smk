@@ -21,6 +21,7 @@ sys.path.insert(0, str(RADSTUDY / "scripts"))
 
 from radstudy import cohort as rs_cohort  # noqa: E402
 from radstudy import config as rs_config  # noqa: E402
+from radstudy import nnunet as rs_nnunet  # noqa: E402
 from radstudy.errors import ConfigError  # noqa: E402
 
 SCHEMA = RADSTUDY / "config.schema.yaml"
@@ -89,9 +90,8 @@ ROW = CASES.set_index("case_id")
 TRAIN_IDS = sorted(ROW.index[ROW["split"] == "train"])
 TRAIN_SET = frozenset(TRAIN_IDS)
 ORGAN_COL = config["cohort"]["organ_mask_column"] or None
-SEG_READERS = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
-    config["segmentation"]["method"]
-]
+# segmentation pseudo-readers: slic (slic_fcm), nnunet (segmentation.method may list both)
+SEG_READERS = rs_config.pseudo_readers(config["segmentation"])
 # features.model_reader: empty means the reference reader (schema)
 MODEL_READER = config["features"]["model_reader"] or REF_READER
 # masks whose features are extracted: readers + segmentation pseudo-readers
@@ -187,17 +187,46 @@ def organ_mask(wildcards):
     )
 
 
-def nyul_inputs(wildcards):
-    """Training cases only: the landmarks never see test or external rows."""
+# ------------------------------------------------- per-batch pieces of cohort-level jobs
+# A cohort-level job lists one small piece per extraction batch (written by a per-batch
+# job: measure_nyul, measure_segmentation, crop_deep, collect_qc), never every case's
+# files: its input list grows with the batches, and planning with the cohort (README
+# "Very large cohorts"; tests/integration/test_dag_scale.py).
+BATCH_KEYS = [(c, b) for c in CENTERS for b in BATCHES[c]]
+TRAIN_BATCH_KEYS = [
+    (c, b) for c, b in BATCH_KEYS if any(x in TRAIN_SET for x in BATCHES[c][b])
+]
+
+
+def batch_pieces(pattern, keys=BATCH_KEYS, **wildcards):
+    """``pattern`` (wildcards center, batch and the given ones) for each batch."""
+    return [pattern.format(center=c, batch=b, **wildcards) for c, b in keys]
+
+
+def batch_train_cases(wildcards):
+    """Training cases of one extraction batch (fits see training cases only)."""
+    return [c for c in BATCHES[wildcards.center][wildcards.batch] if c in TRAIN_SET]
+
+
+def nyul_batch_inputs(wildcards):
+    """Training cases of one batch only: the landmarks never see test or external rows."""
     region = nyul_region()
-    out = {
-        "images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in TRAIN_IDS]
-    }
+    cases = batch_train_cases(wildcards)
+    out = {"images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in cases]}
     if region:
         out["masks"] = [
-            f"{case_dir(c, wildcards.seq)}/mask_{region}.nii.gz" for c in TRAIN_IDS
+            f"{case_dir(c, wildcards.seq)}/mask_{region}.nii.gz" for c in cases
         ]
     return out
+
+
+def nyul_pieces(wildcards):
+    """Landmarks of the batches that hold training cases (rule measure_nyul)."""
+    return batch_pieces(
+        "results/normalisation/{seq}/{center}/batch{batch}.json",
+        TRAIN_BATCH_KEYS,
+        seq=wildcards.seq,
+    )
 
 
 def nyul_region():
@@ -330,10 +359,10 @@ HUMAN_READERS = [r for r in READERS if r not in config["cohort"]["repeats"]]
 
 
 def segmentation_mask_rows(wildcards):
-    """[case, name, path] for every reader / pseudo-reader mask of one sequence."""
+    """[case, name, path] for every reader / pseudo-reader mask of one batch x sequence."""
     return [
         [c, r, f"{case_dir(c, wildcards.seq)}/mask_{r}.nii.gz"]
-        for c in sorted(ROW.index)
+        for c in BATCHES[wildcards.center][wildcards.batch]
         for r in HUMAN_READERS + SEG_READERS
     ]
 
@@ -341,7 +370,7 @@ def segmentation_mask_rows(wildcards):
 def segmentation_membership_rows(wildcards):
     return [
         [c, r, f"{case_dir(c, wildcards.seq)}/membership_{r}.nii.gz"]
-        for c in sorted(ROW.index)
+        for c in BATCHES[wildcards.center][wildcards.batch]
         for r in SEG_READERS
     ]
 
@@ -349,7 +378,8 @@ def segmentation_membership_rows(wildcards):
 def segmentation_image_rows(wildcards):
     """[case, path] of the prepared image per case (overlay figure of the agreement)."""
     return [
-        [c, f"{case_dir(c, wildcards.seq)}/prepared.nii.gz"] for c in sorted(ROW.index)
+        [c, f"{case_dir(c, wildcards.seq)}/prepared.nii.gz"]
+        for c in BATCHES[wildcards.center][wildcards.batch]
     ]
 
 
@@ -363,6 +393,53 @@ def segmentation_mask_files(wildcards):
 
 def segmentation_membership_files(wildcards):
     return [row[2] for row in segmentation_membership_rows(wildcards)]
+
+
+def segmentation_pieces(wildcards):
+    """Per-case agreement pieces of every batch (rule measure_segmentation)."""
+    return batch_pieces(
+        "results/segmentation/{seq}/{center}/batch{batch}.json", seq=wildcards.seq
+    )
+
+
+def deep_crop_rows(wildcards):
+    """(case, image, mask) of one batch's training cases (the ResNet's training set)."""
+    return [
+        (
+            c,
+            f"{case_dir(c, wildcards.seq)}/image.nii.gz",
+            f"{case_dir(c, wildcards.seq)}/mask_{MODEL_READER}.nii.gz",
+        )
+        for c in batch_train_cases(wildcards)
+    ]
+
+
+def deep_crop_inputs(wildcards):
+    rows = deep_crop_rows(wildcards)
+    return {"images": [r[1] for r in rows], "masks": [r[2] for r in rows]}
+
+
+def deep_crop_pieces(wildcards):
+    """ROI crops of the batches that hold training cases (rule crop_deep)."""
+    return batch_pieces(
+        "results/models/deep/crops/{seq}/{center}/batch{batch}.npz",
+        TRAIN_BATCH_KEYS,
+        seq=wildcards.seq,
+    )
+
+
+def qc_rows(wildcards):
+    """[case, seq, qc.json, normalisation.json] of one batch's cases (every sequence)."""
+    return [
+        [c, s, f"{case_dir(c, s)}/qc.json", f"{case_dir(c, s)}/normalisation.json"]
+        for c in BATCHES[wildcards.center][wildcards.batch]
+        for s in SEQS
+    ]
+
+
+def qc_inputs(wildcards):
+    rows = qc_rows(wildcards)
+    return {"qc": [r[2] for r in rows], "normalisation": [r[3] for r in rows]}
 
 
 def segmentation_outputs():
@@ -421,6 +498,35 @@ def export_outputs():
         if rs_cohort.may_be_dicom(SHEET_ROWS[case][rs_cohort.image_column(config, seq)])
         for reader in SEG_READERS
     ]
+
+
+# ------------------------------------------------- nnU-Net (rules/nnunet.smk)
+NNUNET_GPUS = rs_nnunet.train_gpus(config["segmentation"])
+
+
+def nnunet_training_inputs(wildcards):
+    """Prepared images and reference-reader masks of the TRAINING cases only (in
+    TRAIN_IDS order): the only cases nnU-Net is trained on."""
+    return {
+        "images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in TRAIN_IDS],
+        "masks": [
+            f"{case_dir(c, wildcards.seq)}/mask_{REF_READER}.nii.gz" for c in TRAIN_IDS
+        ],
+    }
+
+
+def nnunet_model(wildcards):
+    """The ready model (segmentation.nnunet_model), else the one trained in the study."""
+    ready = config["segmentation"]["nnunet_model"]
+    return ready if ready else f"results/nnunet/{wildcards.seq}/model"
+
+
+def nnunet_train_cfg():
+    return rs_nnunet.train_settings(config["segmentation"])
+
+
+def nnunet_predict_device():
+    return rs_nnunet.predict_device(config["segmentation"])
 
 
 def export_dicom_settings(wildcards):

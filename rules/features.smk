@@ -7,7 +7,10 @@ Outputs: results/features/radiomics/{seq}/{center}/batch{batch}.parquet  pyradio
              case x reader pairs it could not extract, with the one-line reason
          results/features/deep/{seq}/{center}.parquet  ResNet features (deep.enabled)
          results/features/deep/{seq}/{center}.excluded.tsv  cases it could not process
-         results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train)
+         results/models/deep/crops/{seq}/{center}/batch{batch}.npz  ROI crops of one
+             extraction batch's training cases (radstudy.deep.crop_piece)
+         results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train),
+             from the batches' crops
 extract_radiomics runs per batch of features.batch_size cases of one center (each
 center's sorted cases in runs of that size: a new center gets batches of its own):
 the interpreter and pyradiomics start once per batch, and each case runs in its own
@@ -53,14 +56,30 @@ rule extract_radiomics:
         "../scripts/extract_radiomics.py"
 
 
+rule crop_deep:
+    input:
+        unpack(deep_crop_inputs),
+    output:
+        crops="results/models/deep/crops/{seq}/{center}/batch{batch}.npz",
+    log:
+        "logs/crop_deep/{center}_{seq}_batch{batch}.log",
+    conda:
+        "../envs/deep.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code_version("crop_deep"),
+        rows=deep_crop_rows,
+        cfg=config["deep"],
+    script:
+        "../scripts/crop_deep.py"
+
+
 rule fit_deep:
     input:
-        images=expand("results/cases/{case}/{{seq}}/image.nii.gz", case=TRAIN_IDS),
-        masks=expand(
-            "results/cases/{case}/{{seq}}/mask_{reader}.nii.gz",
-            case=TRAIN_IDS,
-            reader=MODEL_READER,
-        ),
+        crops=deep_crop_pieces,
         sheets=train_sheets(),
     output:
         checkpoint="results/models/deep/{seq}.pt",
@@ -78,7 +97,6 @@ rule fit_deep:
     params:
         code=code_version("fit_deep"),
         cfg=config["deep"],
-        cases=TRAIN_IDS,
         endpoint=deep_endpoint,
         seed=config["seed"],
     script:

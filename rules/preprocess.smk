@@ -4,10 +4,19 @@ Inputs:  the sheet's image_{seq} and mask_{reader} files (+ organ mask)
 Outputs: results/cases/{case}/{seq}/prepared.nii.gz   resampled, N4 (MRI) / HU window (CT)
          results/cases/{case}/{seq}/mask_{reader}.nii.gz  reader masks on that grid
          results/cases/{case}/{seq}/qc.json            preflight QC + preprocessing record
-         results/normalisation/nyul_{seq}.json         Nyul landmarks (training cases only)
+         results/normalisation/{seq}/{center}/batch{batch}.json  mapped Nyul landmarks
+             of one extraction batch's training cases (rule fit_nyul merges them)
+         results/normalisation/nyul_{seq}.json         Nyul landmarks (training cases only):
+             the mean of the batches' landmarks
          results/cases/{case}/{seq}/image.nii.gz       normalised image (features use this)
+         results/cohort/qc/{center}/batch{batch}.json  one batch's qc.json and
+             normalisation.json records (the report reads these, not every case's files)
 A case that fails QC gets exclusion markers instead (radstudy.casestep).
 """
+
+
+localrules:
+    collect_qc,
 
 
 rule prepare_image:
@@ -42,9 +51,30 @@ rule prepare_image:
         "../scripts/prepare_image.py"
 
 
+rule measure_nyul:
+    input:
+        unpack(nyul_batch_inputs),
+    output:
+        landmarks="results/normalisation/{seq}/{center}/batch{batch}.json",
+    log:
+        "logs/measure_nyul/{center}_{seq}_batch{batch}.log",
+    conda:
+        "../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code_version("measure_nyul"),
+        cases=batch_train_cases,
+        cfg=config["preprocess"],
+    script:
+        "../scripts/measure_nyul.py"
+
+
 rule fit_nyul:
     input:
-        unpack(nyul_inputs),
+        pieces=nyul_pieces,
     output:
         landmarks="results/normalisation/nyul_{seq}.json",
     log:
@@ -53,11 +83,12 @@ rule fit_nyul:
         "../envs/imaging.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=1000,
+        runtime=5,
     params:
         code=code_version("fit_nyul"),
         cfg=config["preprocess"],
+        region="mask" if nyul_region() else "foreground",
     script:
         "../scripts/fit_nyul.py"
 
@@ -85,3 +116,31 @@ rule normalize_image:
         cfg=config["preprocess"],
     script:
         "../scripts/normalize_image.py"
+
+
+rule collect_qc:
+    input:
+        unpack(qc_inputs),
+    output:
+        records="results/cohort/qc/{center}/batch{batch}.json",
+    log:
+        "logs/collect_qc/{center}_batch{batch}.log",
+    conda:
+        "../envs/stats.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        code=code_version("collect_qc"),
+        rows=qc_rows,
+    script:
+        "../scripts/collect_qc.py"
+
+
+# a target, not a step: every case's preprocessing and QC, no cohort-level job; with
+# `--batch process_cases=1/10 process_cases` Snakemake plans a tenth of the extraction
+# batches at a time (README "Very large cohorts")
+rule process_cases:
+    input:
+        batch_pieces("results/cohort/qc/{center}/batch{batch}.json"),

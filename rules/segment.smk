@@ -3,10 +3,13 @@
 Inputs:  results/cases/{case}/{seq}/prepared.nii.gz (+ mask_organ.nii.gz), reader masks
 Outputs: results/cases/{case}/{seq}/mask_slic.nii.gz        SLIC superpixels + fuzzy c-means
          results/cases/{case}/{seq}/membership_slic.nii.gz  fuzzy membership (soft output)
+         results/segmentation/{seq}/{center}/batch{batch}.json  per-case Dice, volumes and
+             entropy of one extraction batch (radstudy.agreement), merged into
          results/segmentation/{seq}/dice_pairwise.tsv, dice_matrix.tsv, volume_error.tsv,
              volume_summary.tsv, entropy.tsv   readers vs consensus vs methods
          results/segmentation/{seq}/overlay.png  best / median / worst case by Dice
-With segmentation.method slic_fcm, features of pseudo-reader "slic" exist too.
+With segmentation.method slic_fcm, features of pseudo-reader "slic" exist too; nnU-Net
+(pseudo-reader "nnunet", rule segment_nnunet) is in rules/nnunet.smk.
 """
 
 
@@ -41,11 +44,34 @@ rule segment_slic_fcm:
         "../scripts/segment_slic_fcm.py"
 
 
-rule evaluate_segmentation:
+rule measure_segmentation:
     input:
         masks=segmentation_mask_files,
         memberships=segmentation_membership_files,
         images=segmentation_image_files,
+    output:
+        piece="results/segmentation/{seq}/{center}/batch{batch}.json",
+    log:
+        "logs/measure_segmentation/{center}_{seq}_batch{batch}.log",
+    conda:
+        "../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        code=code_version("measure_segmentation"),
+        masks=segmentation_mask_rows,
+        memberships=segmentation_membership_rows,
+        images=segmentation_image_rows,
+        readers=HUMAN_READERS,
+    script:
+        "../scripts/measure_segmentation.py"
+
+
+rule evaluate_segmentation:
+    input:
+        pieces=segmentation_pieces,
     output:
         pairs="results/segmentation/{seq}/dice_pairwise.tsv",
         matrix="results/segmentation/{seq}/dice_matrix.tsv",
@@ -66,33 +92,7 @@ rule evaluate_segmentation:
         runtime=20,
     params:
         code=code_version("evaluate_segmentation"),
-        masks=segmentation_mask_rows,
-        memberships=segmentation_membership_rows,
-        images=segmentation_image_rows,
         readers=HUMAN_READERS,
         seed=config["seed"],
     script:
         "../scripts/evaluate_segmentation.py"
-
-
-rule segment_nnunet:
-    input:
-        image=rules.normalize_image.output.image,
-    output:
-        mask="results/cases/{case}/{seq}/mask_nnunet.nii.gz",
-        membership="results/cases/{case}/{seq}/membership_nnunet.nii.gz",
-    log:
-        "logs/segment_nnunet/{case}_{seq}.log",
-    group:
-        "case"
-    conda:
-        "../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    params:
-        code=code_version("segment_nnunet"),
-        cfg=config["segmentation"],
-    script:
-        "../scripts/segment_nnunet.py"

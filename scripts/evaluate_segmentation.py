@@ -8,20 +8,14 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 
 from pathlib import Path
 
+from radstudy.agreement import merge_segmentation
 from radstudy.logs import setup_logging
-from radstudy.stages import evaluate_segmentation
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    evaluate_segmentation(
-        sm.params.masks,
-        sm.params.memberships,
-        sm.params.readers,
-        str(Path(sm.output.pairs).parent),
-        sm.params.seed,
-        images=sm.params.images,
-    )
+    out_dir = str(Path(sm.output.pairs).parent)
+    merge_segmentation(list(sm.input.pieces), sm.params.readers, out_dir, sm.params.seed)
 
 
 main(snakemake)  # noqa: F821

@@ -1,4 +1,4 @@
-"""Glue for rule fit_deep: train the ResNet on the training cases of one sequence."""
+"""Glue for rule fit_deep: train the ResNet on the training batches' crops of one sequence."""
 
 import sys
 
@@ -10,21 +10,17 @@ import json
 
 import pandas as pd
 
-from radstudy.casestep import marker_reason
-from radstudy.deep import fit_deep_model
+from radstudy.deep import fit_deep_pieces
 from radstudy.logs import setup_logging
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
     sheet = pd.concat(pd.read_csv(s, sep="\t", dtype={"case_id": str}) for s in sm.input.sheets)
-    label = sheet.set_index("case_id")[sm.params.endpoint]
-    cases = [
-        (c, img, mask, int(label[c]))
-        for c, img, mask in zip(sm.params.cases, sm.input.images, sm.input.masks, strict=True)
-        if marker_reason(img) is None and marker_reason(mask) is None and pd.notna(label[c])
-    ]
-    info = fit_deep_model(cases, sm.output.checkpoint, sm.params.cfg, sm.params.seed)
+    labels = sheet.set_index("case_id")[sm.params.endpoint]
+    info = fit_deep_pieces(
+        list(sm.input.crops), labels, sm.output.checkpoint, sm.params.cfg, sm.params.seed
+    )
     with open(sm.output.history, "w") as fh:
         json.dump(info, fh, indent=1, sort_keys=True)
 

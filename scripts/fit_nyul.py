@@ -1,4 +1,4 @@
-"""Glue for rule fit_nyul: Nyul landmarks from the training cases' images only."""
+"""Glue for rule fit_nyul: Nyul landmarks from the training batches' pieces only."""
 
 import sys
 
@@ -7,13 +7,12 @@ import sys
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 
 from radstudy.logs import setup_logging
-from radstudy.preprocess import fit_nyul
+from radstudy.preprocess import merge_nyul
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    masks = list(sm.input.get("masks", [None] * len(sm.input.images)))
-    fit_nyul(list(sm.input.images), masks, sm.output.landmarks, sm.params.cfg)
+    merge_nyul(list(sm.input.pieces), sm.params.region, sm.output.landmarks, sm.params.cfg)
 
 
 main(snakemake)  # noqa: F821

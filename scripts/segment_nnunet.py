@@ -1,4 +1,5 @@
-"""Glue for rule segment_nnunet: nnU-Net v2 prediction with a trained model folder."""
+"""Glue for rule segment_nnunet: one case through the nnU-Net model (trained in the
+study or ready), the foreground probability as its membership map."""
 
 import sys
 
@@ -8,7 +9,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 
 from radstudy.casestep import run_case_step
 from radstudy.logs import setup_logging
-from radstudy.segment import nnunet_case
+from radstudy.nnunet import segment_case
 
 
 def main(sm) -> None:
@@ -17,12 +18,13 @@ def main(sm) -> None:
         sm.wildcards.case,
         inputs=[sm.input.image],
         outputs=[sm.output.mask, sm.output.membership],
-        step=lambda: nnunet_case(
+        step=lambda: segment_case(
             sm.input.image,
-            sm.params.cfg["nnunet_model"],
+            sm.input.model,
             sm.output.mask,
             sm.output.membership,
-            sm.params.cfg,
+            sm.params.folds,
+            sm.params.device,
         ),
     )
 

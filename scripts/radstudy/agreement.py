@@ -15,6 +15,7 @@ Names are readers ("R1", "R2", ...), their ``consensus`` and automatic methods
 
 from __future__ import annotations
 
+import json
 import zlib
 from itertools import combinations
 from pathlib import Path
@@ -90,7 +91,11 @@ def pairwise_dice(
 
     Columns: name_a, name_b, mean, sd, ci_low, ci_high, t_low, t_high, n.
     """
-    long = case_dice(masks_by_case)
+    return _pairwise(case_dice(masks_by_case), n_boot, seed)
+
+
+def _pairwise(long: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """:func:`pairwise_dice` of a long table of Dice per case (:func:`case_dice`)."""
     cols = ["name_a", "name_b", "mean", "sd", "ci_low", "ci_high", "t_low", "t_high", "n"]
     rows = [
         {"name_a": a, "name_b": b, **mean_ci(g["dice"], n_boot, seed, (a, b))}
@@ -284,6 +289,121 @@ def _write(df: pd.DataFrame, path: Path, index: bool = False) -> None:
     df.to_csv(path, sep="\t", index=index, float_format=FLOAT, lineterminator="\n")
 
 
+def case_measures(
+    masks: dict[str, dict[str, np.ndarray]],
+    reference: str,
+    memberships: dict | None = None,
+    voxel_ml: dict | None = None,
+    radius_px: int = 10,
+) -> dict[str, list[dict]]:
+    """The per-case pieces every agreement table is computed from, as records:
+
+    - ``dice``: case_id, name_a, name_b, dice (each pair of names of a case);
+    - ``volumes``: case_id, name, ml (each mask's volume in ml);
+    - ``entropy``: case_id, method, entropy_core, entropy_rim, core_voxels,
+      rim_voxels, core_empty (each soft output whose mask exists).
+
+    ``masks``: case -> name -> boolean array; ``memberships``: (case, name) -> soft
+    output (path or array); ``voxel_ml``: case -> voxel volume in ml. Pieces of
+    disjoint sets of cases concatenate into the pieces of their union, so a cohort's
+    tables can be built from per-batch pieces (:func:`write_agreement`).
+    """
+    vox = dict(voxel_ml or {})
+    missing = [c for c in masks if c not in vox]
+    if missing:
+        raise ValueError(f"voxel volume unknown for cases {missing[:5]}: pass voxel_ml")
+    dice_rows = [
+        {"case_id": str(c), "name_a": a, "name_b": b, "dice": float(d)}
+        for c, a, b, d in case_dice(masks).itertuples(index=False)
+    ]
+    vol_rows = [
+        {"case_id": str(c), "name": n, "ml": float(m[n].sum() * vox[c])}
+        for c, m in sorted(masks.items())
+        for n in sorted(m)
+    ]
+    ent_rows = []
+    for case, name in sorted(memberships or {}):
+        if case in masks and name in masks[case]:
+            soft, _ = _load(memberships[(case, name)])
+            ent_rows.append(
+                {"case_id": str(case), "method": name}
+                | entropy_core_rim(soft, masks[case][name], radius_px)
+            )
+    return {"dice": dice_rows, "volumes": vol_rows, "entropy": ent_rows}
+
+
+def write_agreement(
+    measures: dict[str, list[dict]],
+    reference: str,
+    out_dir,
+    seed: int = 0,
+    n_boot: int = 1000,
+    images: dict | None = None,
+    case_masks=None,
+) -> dict:
+    """Write every agreement table from the per-case ``measures`` (records of
+    :func:`case_measures`, of one or many batches of cases, in any order).
+
+    ``images``: case -> image (path or array) for the overlay figure; ``case_masks``:
+    case -> {name: boolean array} of a case the figure shows (a callable, so only the
+    best, median and worst cases are read). Writes the files of
+    :func:`agreement_tables` and returns its tables.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["case_id", "name_a", "name_b", "dice"]
+    per_case = pd.DataFrame(measures["dice"], columns=cols)
+    per_case = per_case.sort_values(cols[1:3] + cols[:1], ignore_index=True)
+    pairs = _pairwise(per_case, n_boot, seed)
+    _write(per_case, out / "dice_cases.tsv")
+    _write(pairs, out / "dice_pairwise.tsv")
+    _write(dice_matrix(pairs) if len(pairs) else pd.DataFrame(), out / "dice_matrix.tsv", True)
+
+    volumes = sorted(measures["volumes"], key=lambda r: r["case_id"])
+    vol_rows, summ = [], []
+    names = sorted({r["name"] for r in volumes} - {reference})
+
+    def ml(name: str) -> pd.Series:
+        return pd.Series({r["case_id"]: r["ml"] for r in volumes if r["name"] == name}, dtype=float)
+
+    true_ml = ml(reference)
+    for name in names:
+        err = volume_errors(ml(name), true_ml)
+        if err.empty:
+            continue
+        vol_rows.append(err.reset_index().assign(method=name, reference=reference))
+        summ.append({"method": name, "reference": reference, **volume_summary(err)})
+    vol_cols = ["method", "reference", "case_id", "pred_ml", "true_ml", "vpe_percent", "ratio"]
+    vol = pd.concat(vol_rows)[vol_cols] if vol_rows else pd.DataFrame(columns=vol_cols)
+    vol = vol.sort_values(["method", "case_id"], ignore_index=True)
+    summary = pd.DataFrame(summ)
+    _write(vol, out / "volume_error.tsv")
+    _write(summary, out / "volume_summary.tsv")
+
+    ent_cols = ["case_id", "method", "entropy_core", "entropy_rim", "core_voxels"]
+    ent_cols += ["rim_voxels", "core_empty"]
+    ent_rows = sorted(measures["entropy"], key=lambda r: (r["case_id"], r["method"]))
+    ent = pd.DataFrame(ent_rows, columns=ent_cols)
+    _write(ent, out / "entropy.tsv")
+    ent_sum = entropy_summary(ent)
+    _write(ent_sum, out / "entropy_summary.tsv")
+
+    tables = {"cases": per_case, "pairs": pairs, "volumes": vol, "summary": summary}
+    tables |= {"entropy": ent, "entropy_summary": ent_sum}
+    if images:
+        vs_ref = per_case[(per_case["name_a"] == reference) | (per_case["name_b"] == reference)]
+        scores = vs_ref.groupby("case_id")["dice"].mean()
+        chosen = pick_cases(scores.loc[[c for c in scores.index if c in images]])
+        if chosen:
+            shown = set(chosen.values())
+            imgs = {c: _load(images[c])[0] for c in shown}
+            masks = {c: case_masks(c) for c in shown}
+            fig = overlay_figure(chosen, imgs, masks, reference, scores)
+            fig.savefig(out / "overlay.png", metadata={"Software": None})
+            tables["overlay_cases"] = chosen
+    return tables
+
+
 def agreement_tables(
     masks_by_case: dict,
     reference: str,
@@ -305,10 +425,9 @@ def agreement_tables(
     Writes dice_pairwise.tsv, dice_matrix.tsv, dice_cases.tsv, volume_error.tsv,
     volume_summary.tsv, entropy.tsv, entropy_summary.tsv and, with ``images``,
     overlay.png (best/median/worst case by mean Dice of the other names vs the
-    reference). Returns the tables.
+    reference). Returns the tables. The same as :func:`case_measures` then
+    :func:`write_agreement`.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     masks: dict[str, dict[str, np.ndarray]] = {}
     vox = dict(voxel_ml or {})
     for case in sorted(masks_by_case):
@@ -318,61 +437,121 @@ def agreement_tables(
             masks[case][name] = arr.astype(bool)
             if ml is not None:
                 vox.setdefault(case, ml)
-    missing = [c for c in masks if c not in vox]
-    if missing:
-        raise ValueError(f"voxel volume unknown for cases {missing[:5]}: pass voxel_ml")
+    measures = case_measures(masks, reference, memberships, vox, radius_px)
+    return write_agreement(measures, reference, out_dir, seed, n_boot, images, masks.get)
 
-    per_case = case_dice(masks)
-    pairs = pairwise_dice(masks, n_boot=n_boot, seed=seed)
-    _write(per_case, out / "dice_cases.tsv")
-    _write(pairs, out / "dice_pairwise.tsv")
-    _write(dice_matrix(pairs) if len(pairs) else pd.DataFrame(), out / "dice_matrix.tsv", True)
 
-    vol_rows, summ = [], []
-    names = sorted({n for m in masks.values() for n in m} - {reference})
-    true_ml = pd.Series(
-        {c: m[reference].sum() * vox[c] for c, m in masks.items() if reference in m}, dtype=float
-    )
-    for name in names:
-        pred_ml = pd.Series(
-            {c: m[name].sum() * vox[c] for c, m in masks.items() if name in m}, dtype=float
-        )
-        err = volume_errors(pred_ml, true_ml)
-        if err.empty:
+# ------------------------------------------------- per-batch pieces (registry scale)
+# A cohort job that lists every case's files makes planning grow faster than the
+# cohort: rule measure_segmentation writes one batch's per-case pieces, rule
+# evaluate_segmentation merges them (the same bytes as every case at once).
+
+
+def _write_json(obj, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, sort_keys=True) + "\n")
+
+
+def _read_json(path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def segmentation_reference(readers: list[str]) -> str:
+    """Volumes are compared with the readers' voxel majority when there are three or
+    more readers, else with the first reader."""
+    return "consensus" if len(readers) >= 3 else readers[0]
+
+
+def read_case_masks(paths: dict[str, str], readers: list[str]) -> dict[str, np.ndarray]:
+    """name -> boolean mask of one case (``paths``: name -> file, markers left out
+    already), with the readers' ``consensus`` when there are 3+ readers and each of
+    them has a mask."""
+    import SimpleITK as sitk
+
+    from radstudy.segment import consensus
+
+    out = {n: sitk.GetArrayFromImage(sitk.ReadImage(str(p))).astype(bool) for n, p in paths.items()}
+    if len(readers) >= 3 and all(r in out for r in readers):
+        out["consensus"] = consensus([out[r] for r in readers]).astype(bool)
+    return out
+
+
+def measure_segmentation(
+    masks: list[list],
+    memberships: list[list],
+    images: list[list],
+    readers: list[str],
+    out_json,
+) -> dict:
+    """Per-case agreement pieces of one batch of cases (radstudy.agreement.case_measures)
+    and the files the overlay figure may need, written to ``out_json``.
+
+    ``masks``: [case, name, path] rows; ``memberships``: [case, name, path] rows;
+    ``images``: [case, path] rows. Markers (excluded cases/readers) are skipped; a case
+    without the reference mask is left out.
+    """
+    import SimpleITK as sitk
+
+    from radstudy.casestep import marker_reason
+
+    reference = segmentation_reference(readers)
+    paths: dict[str, dict[str, str]] = {}
+    voxel_ml: dict[str, float] = {}
+    for case, name, path in masks:
+        if marker_reason(path) is not None:
             continue
-        vol_rows.append(err.reset_index().assign(method=name, reference=reference))
-        summ.append({"method": name, "reference": reference, **volume_summary(err)})
-    vol_cols = ["method", "reference", "case_id", "pred_ml", "true_ml", "vpe_percent", "ratio"]
-    vol = pd.concat(vol_rows)[vol_cols] if vol_rows else pd.DataFrame(columns=vol_cols)
-    vol = vol.sort_values(["method", "case_id"], ignore_index=True)
-    summary = pd.DataFrame(summ)
-    _write(vol, out / "volume_error.tsv")
-    _write(summary, out / "volume_summary.tsv")
+        paths.setdefault(case, {})[name] = str(path)
+        header = sitk.ImageFileReader()
+        header.SetFileName(str(path))
+        header.ReadImageInformation()
+        voxel_ml[case] = float(np.prod(header.GetSpacing())) / 1000.0
+    by_case = {c: read_case_masks(p, readers) for c, p in sorted(paths.items())}
+    by_case = {c: m for c, m in by_case.items() if reference in m}
+    soft = {}
+    for case, name, path in memberships:
+        if case in by_case and name in by_case[case] and marker_reason(path) is None:
+            soft[(case, name)] = path
+    piece = case_measures(by_case, reference, soft, voxel_ml)
+    piece["reference"] = reference
+    piece["files"] = {
+        case: {
+            "masks": paths[case],
+            "image": (str(p) if marker_reason(p) is None else None),
+        }
+        for case, p in images
+        if case in by_case
+    }
+    _write_json(piece, out_json)
+    return piece
 
-    ent_cols = ["case_id", "method", "entropy_core", "entropy_rim", "core_voxels"]
-    ent_cols += ["rim_voxels", "core_empty"]
-    ent_rows = []
-    for case, name in sorted(memberships or {}):
-        if case in masks and name in masks[case]:
-            soft, _ = _load(memberships[(case, name)])
-            ent_rows.append(
-                {"case_id": case, "method": name}
-                | entropy_core_rim(soft, masks[case][name], radius_px)
-            )
-    ent = pd.DataFrame(ent_rows, columns=ent_cols)
-    _write(ent, out / "entropy.tsv")
-    ent_sum = entropy_summary(ent)
-    _write(ent_sum, out / "entropy_summary.tsv")
 
-    tables = {"cases": per_case, "pairs": pairs, "volumes": vol, "summary": summary}
-    tables |= {"entropy": ent, "entropy_summary": ent_sum}
-    if images:
-        vs_ref = per_case[(per_case["name_a"] == reference) | (per_case["name_b"] == reference)]
-        scores = vs_ref.groupby("case_id")["dice"].mean()
-        chosen = pick_cases(scores.loc[[c for c in scores.index if c in images]])
-        if chosen:
-            imgs = {c: _load(images[c])[0] for c in set(chosen.values())}
-            fig = overlay_figure(chosen, imgs, masks, reference, scores)
-            fig.savefig(out / "overlay.png", metadata={"Software": None})
-            tables["overlay_cases"] = chosen
+def merge_segmentation(pieces: list, readers: list[str], out_dir, seed: int) -> dict:
+    """Every agreement table of the cohort from the per-batch pieces
+    (:func:`measure_segmentation`), as radstudy.agreement.agreement_tables writes
+    them from every case at once; a placeholder figure when no case has two mask
+    sources."""
+    reference = segmentation_reference(readers)
+    measures: dict[str, list] = {"dice": [], "volumes": [], "entropy": []}
+    files: dict[str, dict] = {}
+    for path in pieces:
+        piece = _read_json(path)
+        for key in measures:
+            measures[key].extend(piece[key])
+        files.update(piece["files"])
+    images = {c: f["image"] for c, f in files.items() if f["image"] is not None}
+    tables = write_agreement(
+        measures,
+        reference,
+        out_dir,
+        seed,
+        images=images,
+        case_masks=lambda case: read_case_masks(files[case]["masks"], readers),
+    )
+    overlay = Path(out_dir) / "overlay.png"
+    if not overlay.exists():  # nothing to compare: the declared figure says so
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(4, 1), dpi=100)
+        fig.text(0.5, 0.5, "no case with two mask sources", ha="center", va="center")
+        fig.savefig(overlay, metadata={"Software": None})
     return tables

@@ -13,6 +13,7 @@ reader, a deep-learning endpoint that is not an endpoint, ...).
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -176,14 +177,48 @@ def unshare(config: dict) -> dict:
     return json.loads(json.dumps(config))
 
 
+def segmentation_methods(seg: dict) -> list[str]:
+    """segmentation.method as a list: ``readers`` is none, a name is itself, a list is
+    itself (``[slic_fcm, nnunet]``: both pseudo-readers)."""
+    method = seg["method"]
+    if isinstance(method, str):
+        return [] if method == "readers" else [method]
+    return [m for m in method if m != "readers"]
+
+
+def nnunet_trains(seg: dict) -> bool:
+    """nnU-Net is trained inside the study: method nnunet, no ready model, training on."""
+    return (
+        "nnunet" in segmentation_methods(seg)
+        and not seg.get("nnunet_model")
+        and seg.get("nnunet_train", True)
+    )
+
+
+def pseudo_readers(seg: dict) -> list[str]:
+    """Pseudo-readers of the segmentation block: ``slic`` (slic_fcm) and ``nnunet``
+    (a ready model, or one trained in the study; with nnunet_train false and no
+    nnunet_model, nnU-Net is skipped)."""
+    out = []
+    for method in segmentation_methods(seg):
+        if method == "slic_fcm":
+            out.append("slic")
+        elif method == "nnunet" and (seg.get("nnunet_model") or seg.get("nnunet_train", True)):
+            out.append("nnunet")
+    return out
+
+
 def check_semantics(config: dict) -> None:
     """Cross-key checks on a config with its defaults filled in (ConfigError)."""
     c = config["cohort"]
     readers = list(c["readers"])
     problems: list[str] = []
-    pseudo = {"readers": [], "slic_fcm": ["slic"], "nnunet": ["nnunet"]}[
-        config["segmentation"]["method"]
-    ]
+    pseudo = pseudo_readers(config["segmentation"])
+    if nnunet_trains(config["segmentation"]) and not readers:
+        problems.append(
+            "config key segmentation.method: nnunet is trained on cohort.reference_reader's "
+            "masks: name cohort.readers, or give segmentation.nnunet_model"
+        )
     if c["features_table"] and (c["sequences"] or readers):
         problems.append(
             "config key cohort.features_table is set: set cohort.sequences and "
@@ -312,34 +347,42 @@ def subtree(config: dict, *keys: str) -> dict:
     return unshare(out)
 
 
+@functools.cache
+def _imported_names(path: Path, mtime_ns: int) -> tuple[str, ...]:
+    """Every module name ``path`` imports (at any depth of its syntax tree), parsed
+    once per file version: the workflow asks for every rule's code files at parse
+    time, and they share most modules."""
+    import ast
+
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    return tuple(names)
+
+
 def code_files(script: str | Path, package_dir: str | Path) -> list[Path]:
     """The package modules a job script runs: its ``radstudy`` imports, followed through
     the package (imports inside functions too, since the package imports lazily)."""
-    import ast
-
     package_dir = Path(package_dir)
     seen: set[Path] = set()
     todo = [Path(script)]
     while todo:
         path = todo.pop()
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            for name in names:
-                parts = name.split(".")
-                if parts[0] != package_dir.name:
-                    continue
-                rel = Path(*parts[1:]) if len(parts) > 1 else Path("__init__")
-                for cand in (
-                    package_dir / rel.with_suffix(".py"),
-                    package_dir / rel / "__init__.py",
-                ):
-                    if cand.is_file() and cand not in seen:
-                        seen.add(cand)
-                        todo.append(cand)
+        for name in _imported_names(path, path.stat().st_mtime_ns):
+            parts = name.split(".")
+            if parts[0] != package_dir.name:
+                continue
+            rel = Path(*parts[1:]) if len(parts) > 1 else Path("__init__")
+            for cand in (
+                package_dir / rel.with_suffix(".py"),
+                package_dir / rel / "__init__.py",
+            ):
+                if cand.is_file() and cand not in seen:
+                    seen.add(cand)
+                    todo.append(cand)
     seen.add(package_dir / "__init__.py")
     return sorted(seen)
 

@@ -20,6 +20,7 @@ threads); uses a GPU when one is present and ``device`` allows it, never needs o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from radstudy.casestep import marker_reason
 from radstudy.errors import CaseError, ConfigError
 from radstudy.imageio import read_image
 
@@ -672,6 +674,50 @@ def fit_deep_model(
         labels.append(int(label))
         used.append(str(case))
     info = train_resnet(crops, labels, cfg, seed, out_checkpoint)
+    return {**info, "cases": used, "n_cases": len(used), "skipped": skipped}
+
+
+def crop_piece(rows: list[tuple], out_npz, cfg: dict) -> dict:
+    """ROI crops (:func:`prepare_input`) of one batch's training cases:
+    ``rows`` are (case, image, mask); a case whose image or mask is a marker is left
+    out, one whose crop fails keeps its reason. Written to ``out_npz``."""
+    crops, skipped, cases = {}, {}, []
+    for case, image, mask in rows:
+        if marker_reason(image) is not None or marker_reason(mask) is not None:
+            continue
+        cases.append(str(case))
+        try:
+            crops[f"crop{len(cases) - 1}"] = prepare_input(str(case), image, mask, cfg)
+        except CaseError as err:
+            skipped[str(case)] = str(err)
+    meta = json.dumps({"cases": cases, "skipped": skipped}, sort_keys=True)
+    Path(out_npz).parent.mkdir(parents=True, exist_ok=True)
+    with open(out_npz, "wb") as fh:
+        np.savez(fh, meta=np.array(meta), **crops)
+    return {"cases": cases, "skipped": skipped}
+
+
+def fit_deep_pieces(pieces: list, labels: pd.Series, out_checkpoint, cfg: dict, seed: int):
+    """:func:`fit_deep_model` from per-batch crops (:func:`crop_piece`): the
+    cases in case order, those without a label left out; returns its training log."""
+    found: dict[str, np.ndarray | str] = {}
+    for path in pieces:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            for i, case in enumerate(meta["cases"]):
+                found[case] = meta["skipped"].get(case) or npz[f"crop{i}"]
+    crops, y, used, skipped = [], [], [], []
+    for case in sorted(found):
+        if pd.isna(labels[case]):
+            continue
+        if isinstance(found[case], str):
+            log.warning("deep training skips %s", found[case])
+            skipped.append({"case": case, "reason": found[case]})
+            continue
+        crops.append(found[case])
+        y.append(int(labels[case]))
+        used.append(case)
+    info = train_resnet(crops, y, cfg, seed, out_checkpoint)
     return {**info, "cases": used, "n_cases": len(used), "skipped": skipped}
 
 

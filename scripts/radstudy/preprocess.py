@@ -290,6 +290,59 @@ def _region_values(image_path, mask_path) -> np.ndarray | None:
     return img[m]
 
 
+def _nyul_scale(cfg: dict) -> tuple[list[float], float, float]:
+    """Checked percentiles and standard range (s_min, s_max) of a merged config."""
+    pcts = [float(p) for p in cfg["nyul_percentiles"]]
+    if len(pcts) < 3 or np.any(np.diff(pcts) <= 0) or pcts[0] < 0 or pcts[-1] > 100:
+        raise ValueError(f"nyul_percentiles must increase within [0, 100]: {pcts}")
+    s_min, s_max = (float(v) for v in cfg["nyul_scale"])
+    return pcts, s_min, s_max
+
+
+def nyul_case_landmarks(image_path, mask_path, cfg: dict) -> np.ndarray | None:
+    """One training image's Nyul landmarks mapped linearly onto the standard range
+    (p_low -> s_min, p_high -> s_max); None when the image is unusable (a marker, no
+    usable region, a constant region: logged, as :func:`fit_nyul` skips it).
+
+    ``mask_path`` None means the image's Otsu foreground. The standard scale is the
+    mean of these over the training images (:func:`nyul_model`), so per-batch pieces
+    of it can be computed apart and merged (:func:`nyul_piece`, :func:`merge_nyul`).
+    """
+    pcts, s_min, s_max = _nyul_scale(merged(cfg))
+    if marker_reason(image_path) is not None:
+        return None
+    vals = _region_values(image_path, mask_path)
+    if vals is None or vals.size < 10:
+        log.warning("fit_nyul: %s skipped (no usable region)", image_path)
+        return None
+    lm = _landmarks(vals, pcts)
+    if lm[-1] <= lm[0]:
+        log.warning("fit_nyul: %s skipped (constant region)", image_path)
+        return None
+    return s_min + (lm - lm[0]) / (lm[-1] - lm[0]) * (s_max - s_min)
+
+
+def nyul_model(mapped: list, region: str, cfg: dict) -> dict:
+    """The Nyul model from the mapped landmarks of the usable training images (in
+    case order): percentiles, standard landmarks (their mean), the region kind
+    ("mask" or "foreground") and the number of images."""
+    pcts, _, _ = _nyul_scale(merged(cfg))
+    if not len(mapped):
+        raise ValueError("fit_nyul: no usable training image")
+    standard = np.mean(mapped, axis=0)
+    return {
+        "percentiles": pcts,
+        "standard": [round(float(v), 9) for v in standard],
+        "region": region,
+        "n_images": len(mapped),
+    }
+
+
+def write_nyul(model: dict, out_json) -> None:
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(json.dumps(model, indent=1, sort_keys=True) + "\n")
+
+
 def fit_nyul(image_paths: list, mask_paths: list | None, out_json, cfg: dict) -> dict:
     """Learn the Nyul standard scale from the (training) images only.
 
@@ -299,37 +352,47 @@ def fit_nyul(image_paths: list, mask_paths: list | None, out_json, cfg: dict) ->
     landmarks, the region kind ("mask" or "foreground") and the number of images.
     """
     cfg = merged(cfg)
-    pcts = [float(p) for p in cfg["nyul_percentiles"]]
-    if len(pcts) < 3 or np.any(np.diff(pcts) <= 0) or pcts[0] < 0 or pcts[-1] > 100:
-        raise ValueError(f"nyul_percentiles must increase within [0, 100]: {pcts}")
-    s_min, s_max = (float(v) for v in cfg["nyul_scale"])
+    _nyul_scale(cfg)
     if mask_paths is None:
         mask_paths = [None] * len(image_paths)
     mapped = []
     for img_p, mask_p in zip(image_paths, mask_paths, strict=True):
-        if marker_reason(img_p) is not None:
-            continue
-        vals = _region_values(img_p, mask_p)
-        if vals is None or vals.size < 10:
-            log.warning("fit_nyul: %s skipped (no usable region)", img_p)
-            continue
-        lm = _landmarks(vals, pcts)
-        if lm[-1] <= lm[0]:
-            log.warning("fit_nyul: %s skipped (constant region)", img_p)
-            continue
-        # map this image's landmarks linearly so that p_low -> s_min and p_high -> s_max
-        mapped.append(s_min + (lm - lm[0]) / (lm[-1] - lm[0]) * (s_max - s_min))
-    if not mapped:
-        raise ValueError("fit_nyul: no usable training image")
-    standard = np.mean(mapped, axis=0)
-    model = {
-        "percentiles": pcts,
-        "standard": [round(float(v), 9) for v in standard],
-        "region": "foreground" if all(m is None for m in mask_paths) else "mask",
-        "n_images": len(mapped),
-    }
-    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_json).write_text(json.dumps(model, indent=1, sort_keys=True) + "\n")
+        lm = nyul_case_landmarks(img_p, mask_p, cfg)
+        if lm is not None:
+            mapped.append(lm)
+    region = "foreground" if all(m is None for m in mask_paths) else "mask"
+    model = nyul_model(mapped, region, cfg)
+    write_nyul(model, out_json)
+    return model
+
+
+def _write_json_piece(obj, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, sort_keys=True) + "\n")
+
+
+def nyul_piece(cases: list[str], images: list, masks: list | None, out_json, cfg: dict) -> dict:
+    """Mapped Nyul landmarks (:func:`nyul_case_landmarks`) of one batch's
+    training cases: {case: landmarks}; unusable images are left out (logged)."""
+    masks = [None] * len(images) if masks is None else masks
+    piece = {}
+    for case, img, mask in zip(cases, images, masks, strict=True):
+        lm = nyul_case_landmarks(img, mask, cfg)
+        if lm is not None:
+            piece[str(case)] = [float(v) for v in lm]
+    _write_json_piece({"landmarks": piece}, out_json)
+    return piece
+
+
+def merge_nyul(pieces: list, region: str, out_json, cfg: dict) -> dict:
+    """The Nyul model (:func:`nyul_model`) from per-batch pieces, the
+    images in case order as :func:`fit_nyul` takes them."""
+    landmarks: dict[str, list] = {}
+    for path in pieces:
+        landmarks.update(json.loads(Path(path).read_text(encoding="utf-8"))["landmarks"])
+    mapped = [np.asarray(landmarks[c], dtype=float) for c in sorted(landmarks)]
+    model = nyul_model(mapped, region, cfg)
+    write_nyul(model, out_json)
     return model
 
 

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from radstudy import __version__  # noqa: E402
+from radstudy.qcrecords import read_qc_pieces  # noqa: E402
 from radstudy.report_checklists import checklists_section  # noqa: E402
 from radstudy.report_checklists import facts as checklist_facts  # noqa: E402
 from radstudy.report_figures import (  # noqa: E402
@@ -157,16 +158,11 @@ def table_one(
     )
 
 
-def normalisation_figures(norm_paths: list[str], centers: dict[str, str]) -> str:
+def normalisation_figures(records: list[list], centers: dict[str, str]) -> str:
     """Per sequence: ROI intensity quantile curves of every case before and after
-    normalisation, coloured by center (curves that collapse = centers made comparable)."""
-    rows = []
-    for p in norm_paths:
-        try:
-            q = json.loads(Path(p).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # exclusion marker
-        rows.append((Path(p).parts[-2], q))
+    normalisation, coloured by center (curves that collapse = centers made comparable).
+    ``records``: [case, seq, qc, normalisation] (radstudy.qcrecords.read_qc_pieces)."""
+    rows = [(seq, q) for _, seq, _, q in records if q is not None]  # None: a marker
     body = ""
     for seq in sorted({s for s, _ in rows}):
         fig, axes = plt.subplots(1, 2, figsize=(8.5, 3), layout="constrained")
@@ -195,18 +191,18 @@ def normalisation_figures(norm_paths: list[str], centers: dict[str, str]) -> str
     return body
 
 
-def qc_section(qc_paths: list[str]) -> str:
+def qc_section(records: list[list]) -> str:
+    """Per-case preprocessing record (and the N4 bias-field figure) from [case, seq,
+    qc, normalisation] records (radstudy.qcrecords.read_qc_pieces); a None qc is an
+    exclusion marker: the case is listed under exclusions."""
     rows, figs = [], ""
-    for p in qc_paths:
-        try:
-            q = json.loads(Path(p).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # exclusion marker: the case is listed under exclusions
-        parts = Path(p).parts
+    for case, seq, q, _ in records:
+        if q is None:
+            continue
         rows.append(
             {
-                "case_id": parts[-3],
-                "seq": parts[-2],
+                "case_id": case,
+                "seq": seq,
                 "spacing_in": "x".join(f"{s:.2g}" for s in q.get("input_spacing", [])),
                 "spacing_out": "x".join(f"{s:.2g}" for s in q.get("output_spacing", [])),
                 "bias_min": (q.get("bias_field") or {}).get("min"),
@@ -1062,6 +1058,7 @@ def _page(inputs: dict, cfg: dict, options: dict, top: int, radiomics: dict | No
         f for r in runs for f in null_check_failures(r["endpoint"], r["model"], r["metrics"])
     ]
     summary = summary_block(cfg, cases, combat, metrics, cards, colors, null_banner(null_failed))
+    qc_records = read_qc_pieces(list(inputs["qc"]))
     sections = [
         ("flow", "Cohort", "Cohort flow", cohort_flow(cases, excluded)),
         (
@@ -1080,9 +1077,9 @@ def _page(inputs: dict, cfg: dict, options: dict, top: int, radiomics: dict | No
             "qc",
             "QC",
             "Preprocessing quality control",
-            qc_section(list(inputs["qc"]))
+            qc_section(qc_records)
             + normalisation_figures(
-                list(inputs.get("normalisation", [])),
+                qc_records,
                 dict(zip(cases["case_id"].astype(str), cases["center"].astype(str), strict=True)),
             ),
         ),

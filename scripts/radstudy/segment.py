@@ -1,4 +1,4 @@
-"""Tumor segmentation: SLIC superpixels + fuzzy c-means, reader consensus, nnU-Net v2.
+"""Tumor segmentation: SLIC superpixels + fuzzy c-means, reader consensus.
 
 ``slic_fcm`` (study 1's unsupervised tumor ROI) works inside the organ (or a given region):
 
@@ -21,14 +21,13 @@
    (``opening_mm``), largest connected component, holes filled; the tumor cluster's
    membership is the soft output (0 outside the region).
 
-``consensus`` is the voxel majority of reader masks; ``nnunet_predict`` runs a trained
-nnU-Net v2 model folder through nnU-Net's own predictor (optional dependency).
+``consensus`` is the voxel majority of reader masks. nnU-Net (the other pseudo-reader)
+lives in radstudy.nnunet.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from radstudy.errors import CaseError
+from radstudy.imageio import write_image
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,6 @@ DEFAULTS: dict = {
     "direction": {"T1": "hypo", "T2": "hyper", "CT": "hypo"},
     "no_region": "center",  # without a region mask: center (central box) | whole
     "center_fraction": 0.6,  # side of the central box as a share of each image axis
-    # nnU-Net v2 backend (segmentation.method nnunet)
-    "nnunet_model": None,  # trained model folder (nnUNetTrainer__nnUNetPlans__3d_fullres)
-    "nnunet_folds": [0],  # folds of the model folder to ensemble
-    "nnunet_checkpoint": "checkpoint_final.pth",  # checkpoint file in each fold
-    "nnunet_device": "cpu",  # cpu | cuda
 }
 
 DIRECTIONS = ("hyper", "hypo", "auto")
@@ -263,8 +258,7 @@ def slic_fcm(
 def _write_like(arr: np.ndarray, reference: sitk.Image, path) -> None:
     img = sitk.GetImageFromArray(arr)
     img.CopyInformation(reference)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(path), useCompression=True)
+    write_image(img, path)
 
 
 def segment_case(
@@ -341,66 +335,3 @@ def consensus_case(paths: list, out_path, min_votes: int | None = None, case: st
             )
         masks.append(sitk.GetArrayFromImage(img))
     _write_like(consensus(masks, min_votes), ref, out_path)
-
-
-# ------------------------------------------------------------------------------ nnU-Net
-NNUNET_MISSING = "segmentation.method nnunet needs nnunetv2: pip install nnunetv2"
-
-
-def nnunet_predict(image_paths: dict, model_folder, out_mask, cfg: dict | None = None) -> Path:
-    """Predict one case with a trained nnU-Net v2 model folder (nnU-Net's own predictor).
-
-    ``image_paths`` maps nnU-Net channel ids ("0000", "0001", ...) to NIfTI paths, in the
-    model's channel order once sorted. Writes ``out_mask`` (``.nii.gz``) and, beside it,
-    nnU-Net's ``.npz`` probabilities; returns the probabilities path.
-    """
-    try:
-        import torch
-        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    except ImportError as err:
-        raise RuntimeError(NNUNET_MISSING) from err
-    cfg = {**DEFAULTS, **(cfg or {})}
-    model_folder = Path(model_folder)
-    if not (model_folder / "plans.json").exists():
-        raise FileNotFoundError(f"{model_folder}: not an nnU-Net v2 model folder (no plans.json)")
-    predictor = nnUNetPredictor(
-        tile_step_size=0.5,
-        use_gaussian=True,
-        use_mirroring=True,
-        perform_everything_on_device=cfg["nnunet_device"] != "cpu",
-        device=torch.device(cfg["nnunet_device"]),
-        verbose=False,
-        allow_tqdm=False,
-    )
-    predictor.initialize_from_trained_model_folder(
-        str(model_folder),
-        use_folds=tuple(cfg["nnunet_folds"]),
-        checkpoint_name=str(cfg["nnunet_checkpoint"]),
-    )
-    out_mask = Path(out_mask)
-    # nnU-Net takes output names without extension and adds its dataset's file ending
-    truncated = out_mask.parent / out_mask.name.removesuffix(".gz").removesuffix(".nii")
-    out_mask.parent.mkdir(parents=True, exist_ok=True)
-    predictor.predict_from_files(
-        [[str(image_paths[k]) for k in sorted(image_paths)]],
-        [str(truncated)],
-        save_probabilities=True,
-        overwrite=True,
-        num_processes_preprocessing=1,
-        num_processes_segmentation_export=1,
-    )
-    return truncated.with_suffix(".npz")
-
-
-def nnunet_case(image_path, model_folder, out_mask, out_membership, cfg: dict | None) -> None:
-    """One single-channel case through nnU-Net; the foreground probability (class 1)
-    becomes the soft output, on the image's grid."""
-    with tempfile.TemporaryDirectory() as tmp:
-        seg = Path(tmp) / "case.nii.gz"
-        probs_path = nnunet_predict({"0000": image_path}, model_folder, seg, cfg)
-        image = sitk.ReadImage(str(image_path))
-        mask = sitk.ReadImage(str(seg))
-        probs = np.load(probs_path)["probabilities"]  # classes x z x y x
-        Path(out_mask).parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(sitk.Cast(mask > 0, sitk.sitkUInt8), str(out_mask), useCompression=True)
-        _write_like(probs[1].astype(np.float32), image, out_membership)

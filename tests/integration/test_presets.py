@@ -14,6 +14,7 @@ CV, which test_workflow covers).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import time
@@ -43,6 +44,7 @@ REDUCED_N = {
     "neuroblastoma_highrisk_mri": {"A": 10, "B": 5},
     "neuroblastoma_surgical_risk": {"NB": 16},
 }
+NNUNET_INSTALLED = importlib.util.find_spec("nnunetv2") is not None
 # synthetic-spec extras of the reduced runs: blank AFP / PRETEXT in a few sheet rows
 # (H2004, H2008 with seed 2024) so the DLBR inclusion criteria exclude someone
 REDUCED_SPEC = {"hepatoblastoma_dlbr": {"missing_fraction": 0.1}}
@@ -71,6 +73,16 @@ def reduced_preset(name: str) -> dict:
     spec.update(REDUCED_SPEC.get(name, {}))
     if cfg.get("deep", {}).get("enabled"):  # same network, one training epoch
         cfg["deep"]["epochs"] = 1
+    seg = cfg.get("segmentation", {})
+    if "nnunet" in seg.get("method", []) and seg.get("nnunet_train", True):
+        # nnU-Net still trained in the study, on the cheapest schedule: 2d, one epoch;
+        # skipped (nnunet_train false) where the optional extra is not installed
+        seg.update(
+            nnunet_configuration="2d",
+            nnunet_trainer="nnUNetTrainer_1epoch",
+            nnunet_device="cpu",
+            nnunet_train=NNUNET_INSTALLED,
+        )
     ev = cfg.setdefault("evaluation", {})
     ev["bootstrap"] = 100
     ev["cv"] = {**ev.get("cv", {}), "n_repeats": 1}
@@ -116,6 +128,10 @@ def test_presets_shaped_like_their_studies():
     seg = preset("hepatoblastoma_segmentation")
     assert seg["cohort"]["readers"] == ["R1", "R2", "R3"] and not seg["cohort"]["repeats"]
     assert seg["synthetic"]["spec"]["readers"] == ["R1", "R2", "R3"]
+    # the study's model: nnU-Net trained in the study (3D), beside SLIC + FCM
+    s = seg["segmentation"]
+    assert s["method"] == ["slic_fcm", "nnunet"] and s["nnunet_train"] and not s["nnunet_model"]
+    assert s["nnunet_configuration"] == "3d_fullres"
 
 
 def synthetic_splits(spec: dict) -> pd.Series:
@@ -260,8 +276,11 @@ def test_dry_run_plans_only_the_presets_models(runs, path):
         assert f"results/models/{ep}/" not in dry, f"demo endpoint {ep} planned"
     # the preset's own design is planned
     assert "render_report" in dry and "fit_model" in dry
-    if cfg.get("segmentation", {}).get("method") == "slic_fcm":
+    method = cfg.get("segmentation", {}).get("method", [])
+    if "slic_fcm" in method:
         assert "segment_slic_fcm" in dry
+    if "nnunet" in method and NNUNET_INSTALLED:
+        assert "train_nnunet" in dry and "segment_nnunet" in dry
     assert ("extract_deep" in dry) == bool(cfg.get("deep", {}).get("enabled"))
     assert ("fit_nyul" in dry) == (cfg["preprocess"].get("normalization") == "nyul")
     assert ("fit_combat" in dry) and ("compute_icc" in dry)
@@ -493,6 +512,8 @@ def test_dlbr_inclusion_criteria_exclude_cases_without_afp_or_pretext(dlbr):
 
 # ------------------------------------------------- 2. hepatoblastoma_segmentation
 SEG = "hepatoblastoma_segmentation"
+# the segmentation models beside the readers: nnU-Net (trained in the study) and SLIC + FCM
+SEG_MODELS = ["nnunet", "slic"] if NNUNET_INSTALLED else ["slic"]
 
 
 @pytest.fixture(scope="module")
@@ -504,11 +525,11 @@ def seg(runs) -> PresetRun:
 def test_segmentation_three_reader_dice_matrix_with_cis(seg):
     out = "results/segmentation/CT"
     matrix = seg.tsv(f"{out}/dice_matrix.tsv").set_index("name")
-    names = ["R1", "R2", "R3", "consensus", "slic"]
+    names = ["R1", "R2", "R3", "consensus", *SEG_MODELS]
     assert sorted(matrix.index) == sorted(names) and sorted(matrix.columns) == sorted(names)
     assert np.allclose(np.diag(matrix.loc[names, names]), 1.0)
     pairs = seg.tsv(f"{out}/dice_pairwise.tsv")
-    assert len(pairs) == 10  # every pair of the five names
+    assert len(pairs) == len(names) * (len(names) - 1) // 2  # every pair of the names
     assert pairs[["ci_low", "ci_high"]].notna().all().all()
     assert (pairs["ci_low"] <= pairs["mean"]).all() and (pairs["mean"] <= pairs["ci_high"]).all()
     n_cases = len(seg.tsv("results/cohort/cases.tsv"))
@@ -520,7 +541,7 @@ def test_segmentation_volume_error_and_ratio_wilcoxon(seg):
     out = "results/segmentation/CT"
     summary = seg.tsv(f"{out}/volume_summary.tsv")
     assert set(summary["reference"]) == {"consensus"}
-    assert set(summary["method"]) == {"R1", "R2", "R3", "slic"}
+    assert set(summary["method"]) == {"R1", "R2", "R3", *SEG_MODELS}
     for t in (1, 5, 10, 15):
         assert summary[f"share_vpe_lt_{t}"].between(0, 1).all()
     assert (summary["share_vpe_lt_1"] <= summary["share_vpe_lt_15"]).all()
@@ -534,7 +555,7 @@ def test_segmentation_volume_error_and_ratio_wilcoxon(seg):
     r3 = summary.set_index("method").loc["R3"]
     assert r3["median_ratio"] < 1 and r3["share_ratio_gt_1"] < 0.5
     entropy = seg.tsv(f"{out}/entropy.tsv")
-    assert set(entropy["method"]) == {"slic"} and {"entropy_core", "entropy_rim"} <= set(
+    assert set(entropy["method"]) == set(SEG_MODELS) and {"entropy_core", "entropy_rim"} <= set(
         entropy.columns
     )
 

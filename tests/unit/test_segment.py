@@ -10,11 +10,9 @@ from radstudy.agreement import dice
 from radstudy.errors import CaseError
 from radstudy.preprocess import resample, resample_mask_to
 from radstudy.segment import (
-    NNUNET_MISSING,
     consensus,
     consensus_case,
     default_region,
-    nnunet_predict,
     pick_tumor_cluster,
     segment_case,
     slic_fcm,
@@ -128,24 +126,6 @@ def test_consensus_majority(tmp_path):
     out = sitk.ReadImage(str(tmp_path / "cons.nii.gz"))
     assert sitk.GetArrayFromImage(out).ravel().tolist() == [1, 1, 1, 0, 1]
     assert out.GetOrigin() == (-3.0, 5.0, 7.0)
-
-
-def test_nnunet_without_nnunetv2_says_how_to_install(tmp_path):
-    try:
-        import nnunetv2  # noqa: F401
-
-        pytest.skip("nnunetv2 is installed")
-    except ImportError:
-        pass
-    with pytest.raises(RuntimeError, match="pip install nnunetv2"):
-        nnunet_predict({"0000": tmp_path / "x.nii.gz"}, tmp_path, tmp_path / "o.nii.gz")
-    assert "segmentation.method nnunet" in NNUNET_MISSING
-
-
-def test_nnunet_rejects_a_folder_without_plans(tmp_path):
-    pytest.importorskip("nnunetv2", reason=NNUNET_MISSING)
-    with pytest.raises(FileNotFoundError, match="plans.json"):
-        nnunet_predict({"0000": tmp_path / "x.nii.gz"}, tmp_path, tmp_path / "o.nii.gz")
 
 
 def test_slic_fcm_reaches_dice_085_on_synthetic_cohort(tmp_path):

@@ -1,0 +1,18 @@
+"""Glue for rule crop_deep: ROI crops of one batch's training cases."""
+
+import sys
+
+# this workflow's own radstudy first (Snakemake appends its search paths; an
+# installed radstudy, e.g. from another clone, would win otherwise)
+sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
+
+from radstudy.deep import crop_piece
+from radstudy.logs import setup_logging
+
+
+def main(sm) -> None:
+    setup_logging(sm.log[0])
+    crop_piece(sm.params.rows, sm.output.crops, sm.params.cfg)
+
+
+main(snakemake)  # noqa: F821
