@@ -40,7 +40,7 @@ report-pdf:
 
 ## test: unit + integration tests (real Snakemake runs on tiny cohorts)
 test: venv
-	$(BIN)/python -m pytest -q --durations=25 -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q --durations=25 -n 2 --dist loadscope
 
 ## test-fast: unit tests only
 test-fast: venv

@@ -1,25 +1,40 @@
-"""Worker groups for ``pytest -n 2 --dist loadgroup`` (make test).
+"""How ``pytest -n 2 --dist loadscope`` (make test) shares the tests between workers.
 
 pytest-xdist builds session and module fixtures once per worker. A test module is
-therefore one group (its module fixtures run once), and the modules that share an
-expensive session fixture (a whole Snakemake run) are one group, so that run is made
-once: ``demo_run`` (the tiny demo cohort through the whole DAG) and ``micro_run`` (the
-reference run of the SLURM, resume and fault tests). Cheap session fixtures (the
-synthetic cohorts) may be built on both workers. Without xdist the marks do nothing.
+therefore one unit of work (its module fixtures run once), and the modules that use an
+expensive session fixture are one unit, so that run is made once: ``demo_run`` (the
+tiny demo cohort through the whole DAG). ``micro_run`` (the micro cohort's reference
+run, about 2 minutes) may be built on both workers: its users (SLURM, faults,
+reproducibility, config reruns) are the longest modules, and one worker running them
+all one after the other would take longer than building it twice. Cheap session
+fixtures (the synthetic cohorts) may be built on both workers too.
+
+Written as a scheduler (xdist's documented ``pytest_xdist_make_scheduler`` hook): the
+``xdist_group`` marks of ``--dist loadgroup`` have no effect with pytest 9, whose node
+ids can no longer be renamed, which is how xdist 3.8 applies them.
 """
 
-import pytest
+from functools import cache
+from pathlib import Path
 
-SHARED_RUNS = ("demo_run", "micro_run")
+SHARED_RUNS = ("demo_run",)
 
 
-def pytest_collection_modifyitems(config, items):
-    groups: dict[str, str] = {}  # module -> group (a shared run's name, else the module)
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        for run in SHARED_RUNS:
-            if run in getattr(item, "fixturenames", ()):
-                groups.setdefault(module, run)
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(groups.get(module, module)))
+@cache
+def unit_of(root: Path, module: str) -> str:
+    """The shared run a module uses (its source names the fixture), else the module."""
+    path = root / module
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return next((run for run in SHARED_RUNS if run in text), module)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(config.rootpath, nodeid.split("::", 1)[0])
+
+    return SharedRunScheduling(config, log)

@@ -206,9 +206,12 @@ def _roi_on_padding(wd: Path, sheet: pd.DataFrame, case: str) -> None:
     sitk.WriteImage(_from_array(roi, mask), str(wd / "data" / row["mask_R1"]))
 
 
-def test_every_bad_input_is_excluded_in_one_line_and_others_finish(tmp_path, micro_cohort):
+def test_every_bad_input_is_excluded_in_one_line_and_others_finish(
+    tmp_path, micro_cohort, micro_run
+):
     """The preflight QC's bad inputs, through the real DAG: each case is excluded with its
-    one-line reason (case, file, problem) and every other case goes on to the report."""
+    one-line reason (case, file, problem) and every other case goes on to the report,
+    its own outputs byte-identical to the run without the bad inputs (micro_run)."""
     wd = make_workdir(tmp_path / "bad", micro_config(), micro_cohort)
     sheet = pd.read_csv(wd / "data/cases.tsv", sep="\t", dtype=str, keep_default_na=False)
     (wd / "data/broken.nii.gz").write_bytes(b"not an image")
@@ -232,6 +235,9 @@ def test_every_bad_input_is_excluded_in_one_line_and_others_finish(tmp_path, mic
     good = sorted(set(sheet["case_id"]) - set(BAD_INPUTS))
     tables = [pd.read_parquet(wd / f"results/features/raw/{c}.parquet") for c in "ABC"]
     assert sorted(i for t in tables for i in t.index) == good
+    ref, got = checksums(micro_run, "results/cases"), checksums(wd, "results/cases")
+    same = [k for k in ref if k.split("/")[2] in good]  # results/cases/{case}/...
+    assert same and [k for k in same if got.get(k) != ref[k]] == []
     report = (wd / "results/report/report.html").read_text(encoding="utf-8")
     for case in BAD_INPUTS:
         assert case in report
