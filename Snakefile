@@ -33,3 +33,11 @@ rule all:
     input:
         rules.render_report.output.html,
         export_outputs(),
+
+
+# a target, not a step: every case's preprocessing and QC, no cohort-level job; with
+# `--batch process_cases=1/10 process_cases` Snakemake plans a tenth of the extraction
+# batches at a time (README "Very large cohorts")
+rule process_cases:
+    input:
+        batch_pieces("results/cohort/qc/{center}/batch{batch}.json"),

@@ -42,7 +42,9 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+sys.path.insert(0, str(REPO / "bench"))
+from bench_pipeline import snakemake_cmd  # noqa: E402
+
 TITLE = "## Planning a registry-scale DAG"
 GOALS = {"seconds_20000": 60.0, "exponent": 1.1, "peak_gb_50000": 4.0}
 
@@ -80,19 +82,6 @@ def make_workdir(root: Path, cohort: Path, n: int) -> Path:
     cfg["cohort"]["sheet"] = str(path)
     (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return wd
-
-
-def snakemake_cmd(wd: Path, *args: str) -> list[str]:
-    return [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(wd),
-        "--configfile",
-        str(wd / "config.yaml"),
-        *args,
-    ]
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float, str]:

@@ -55,20 +55,24 @@ def one_core() -> list[str]:
     return ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
 
 
+def snakemake_cmd(wd: Path, *args: str) -> list[str]:
+    """Snakemake on this repository's Snakefile in workdir ``wd`` with its config.yaml."""
+    return [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(wd),
+        "--configfile",
+        str(wd / "config.yaml"),
+        *args,
+    ]
+
+
 def smk(wd: Path, *args: str, pin: bool = False) -> float:
     t = time.perf_counter()
     subprocess.run(
-        [
-            *(one_core() if pin else []),
-            str(SNAKEMAKE),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(wd),
-            "--configfile",
-            str(wd / "config.yaml"),
-            *args,
-        ],
+        [*(one_core() if pin else []), *snakemake_cmd(wd, *args)],
         check=True,
         cwd=wd,
         stdout=subprocess.DEVNULL,

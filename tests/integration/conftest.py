@@ -79,9 +79,9 @@ def tiny_config(**overrides) -> dict:
     return cfg
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True, env=None):
-    """Run the real Snakemake CLI on the repository's Snakefile in ``workdir``."""
-    cmd = [
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The real Snakemake CLI on the repository's Snakefile in ``workdir`` (2 cores)."""
+    return [
         str(SNAKEMAKE),
         "--snakefile",
         str(REPO / "Snakefile"),
@@ -93,6 +93,11 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, env=None):
         "2",
         *args,
     ]
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, env=None):
+    """Run :func:`snakemake_command` and wait for it."""
+    cmd = snakemake_command(workdir, *args)
     proc = subprocess.run(
         cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, **(env or {})}
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SNAKEMAKE, make_workdir, micro_config, run_snakemake
+from .conftest import make_workdir, micro_config, run_snakemake, snakemake_command
 from .test_reproducibility import COMPARED, WORKDIR_SPECIFIC, differing
 
 pytestmark = pytest.mark.slow
@@ -50,21 +50,6 @@ DISK_FULL = "No space left on device"
 
 def stage_of(path: str) -> str | None:
     return next((s for s, pattern in STAGES.items() if re.match(pattern, path)), None)
-
-
-def command(wd: Path) -> list[str]:
-    """The command a user runs (the workflow's default profile: --rerun-incomplete)."""
-    return [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(wd),
-        "--configfile",
-        str(wd / "config.yaml"),
-        "--cores",
-        "2",
-    ]
 
 
 def incomplete(wd: Path) -> set[str]:
@@ -110,7 +95,11 @@ def kill_while(wd: Path, stage: str, log: Path, second_run: bool = False) -> dic
     seen: dict = {"stage": stage}
     with log.open("w") as out:
         proc = subprocess.Popen(
-            command(wd), cwd=wd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            snakemake_command(wd),
+            cwd=wd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             deadline = time.time() + 300
@@ -118,7 +107,7 @@ def kill_while(wd: Path, stage: str, log: Path, second_run: bool = False) -> dic
                 while time.time() < deadline and not incomplete(wd) and proc.poll() is None:
                     time.sleep(0.1)
                 other = subprocess.run(
-                    command(wd), cwd=wd, capture_output=True, text=True, timeout=300
+                    snakemake_command(wd), cwd=wd, capture_output=True, text=True, timeout=300
                 )
                 seen["second"] = (other.returncode, other.stdout + other.stderr)
                 seen["first_running"] = proc.poll() is None
