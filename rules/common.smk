@@ -571,6 +571,29 @@ def model_threads(wildcards):
     return job_threads(config["models"][wildcards.endpoint][wildcards.model])
 
 
+def cv_threads(wildcards):
+    """Threads of a model's CV job: its outer folds run one per thread (a searched
+    model's nested searches are the long part), at most 8; a fixed model's on one."""
+    spec = config["models"][wildcards.endpoint][wildcards.model]
+    return 8 if "search" in spec else 1
+
+
+def null_check_model(wildcards):
+    """The fitted model whose chosen configurations a searched model's shuffled-label
+    check refits (radstudy.stages.null_chain); nothing for a fixed model."""
+    spec = config["models"][wildcards.endpoint][wildcards.model]
+    ep = config["endpoints"][wildcards.endpoint]
+    if (
+        "search" in spec
+        and config["evaluation"]["shuffled_null"]
+        and ep["type"] == "binary"
+    ):
+        return {
+            "model": f"results/models/{wildcards.endpoint}/{wildcards.model}/model.joblib"
+        }
+    return {}
+
+
 def fit_model_cfg(wildcards):
     return rs_config.subtree(config, *model_keys(wildcards))
 

@@ -9,7 +9,8 @@ Outputs: results/models/{endpoint}/{model}/model.joblib  whole pipeline (ComBat 
          results/models/{endpoint}/{model}/selection.tsv selected features with weights
          results/models/{endpoint}/{model}/search.parquet search history of the final
              fit (trial, value, params, state; empty for a model without a search)
-         results/evaluation/{endpoint}/{model}/cv.tsv    out-of-fold predictions (refit per fold)
+         results/evaluation/{endpoint}/{model}/cv.tsv    out-of-fold predictions (refit per fold;
+             a searched model's null check refits the configurations its model.joblib chose)
          results/evaluation/{endpoint}/{model}/predictions/{center}.tsv
 """
 
@@ -41,6 +42,7 @@ rule fit_model:
 
 rule cross_validate_model:
     input:
+        unpack(null_check_model),
         tables=train_tables("raw"),
         sheets=train_sheets(),
         robust=rules.compute_icc.output.robust,
@@ -52,7 +54,7 @@ rule cross_validate_model:
         "benchmarks/cross_validate_model/{endpoint}_{model}.tsv"
     conda:
         "../envs/stats.yaml"
-    threads: model_threads
+    threads: cv_threads  # outer folds at once
     resources:
         mem_mb=4000,
         runtime=120,

@@ -21,6 +21,7 @@ def main(sm) -> None:
         sm.params.cfg,
         sm.output.predictions,
         n_jobs=sm.threads,
+        fitted_model=sm.input.get("model"),
     )
 
 

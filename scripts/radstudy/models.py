@@ -211,8 +211,10 @@ def cross_validated_predictions(
     random_state: int = 0,
     surv_times=None,
     folds: pd.Series | None = None,
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
-    """Out-of-fold predictions: the whole pipeline is cloned and refit per fold.
+    """Out-of-fold predictions: the whole pipeline is cloned and refit per fold
+    (``n_jobs`` folds at once: :func:`outer_folds`).
 
     Binary y -> columns y_true, y_prob; survival y (time, event) -> time, event, score
     (+ ``S_{t}`` columns of the predicted survival at ``surv_times`` when given).
@@ -234,13 +236,72 @@ def cross_validated_predictions(
         )
         splits = list(cv.split(X, strat))
     rows = []
-    for i, (tr, te) in enumerate(splits):
-        model = clone(pipeline).fit(X.iloc[tr], y.iloc[tr])
+    preds = outer_folds(pipeline, X, y, splits, surv_times, n_jobs, "CV")
+    for i, ((_, te), pred) in enumerate(zip(splits, preds, strict=True)):
+        if isinstance(pred, CaseError):
+            raise pred
         Xt = X.iloc[te]
         part = pd.DataFrame({"case_id": Xt.index, "repeat": i // n_splits, "fold": i % n_splits})
-        pred = _prediction_part(model, Xt, y.iloc[te], surv_times)
         rows.append(pd.concat([part, pred], axis=1))
     return pd.concat(rows).sort_values(["repeat", "case_id"]).reset_index(drop=True)
+
+
+class _Records(logging.Handler):
+    """Log records of one outer fold run in a worker process (which has no job log)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.rows: list[tuple[str, int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.rows.append((record.name, record.levelno, record.getMessage()))
+
+
+def _fold_fit_predict(pipeline, X, y, tr, te, surv_times, capture: bool):
+    """One outer fold: a clone of ``pipeline`` fit on rows ``tr``, predictions for rows
+    ``te`` (None and the reason when the chain cannot map them: :class:`CaseError`).
+    With ``capture`` (a worker process) the fold's log records are returned too."""
+    handler = _Records() if capture else None
+    root = logging.getLogger()
+    if handler is not None:
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        logging.captureWarnings(True)
+    try:
+        model = clone(pipeline).fit(X.iloc[tr], y.iloc[tr])
+        out = _prediction_part(model, X.iloc[te], y.iloc[te], surv_times), None
+    except CaseError as err:
+        out = None, str(err)
+    finally:
+        if handler is not None:
+            root.removeHandler(handler)
+    return (*out, handler.rows if handler is not None else [])
+
+
+def outer_folds(pipeline, X, y, splits, surv_times=None, n_jobs: int = 1, what: str = "CV"):
+    """Predictions of each (train, test) split of ``splits``, in order: the whole
+    pipeline cloned and refit per split. ``n_jobs`` > 1 runs the splits in that many
+    worker processes (a searched model then searches one fold per process, which keeps
+    both cores busy where its 3 inner folds would not); each fold's log lines reach the
+    job log in fold order, after it, with a progress line. A fold whose held-out rows
+    the fitted chain cannot map (:class:`CaseError`) yields None (callers skip or
+    raise). Same results whatever ``n_jobs``."""
+    from joblib import Parallel, delayed
+
+    n_jobs = max(1, min(int(n_jobs), len(splits)))
+    capture = n_jobs > 1
+    jobs = (
+        delayed(_fold_fit_predict)(pipeline, X, y, tr, te, surv_times, capture) for tr, te in splits
+    )
+    out = []
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+    for i, (pred, err, records) in enumerate(results):
+        for name, level, msg in records:
+            logging.getLogger(name).log(level, "%s", msg)
+        if capture:
+            log.info("%s: outer fold %d/%d done", what, i + 1, len(splits))
+        out.append(pred if err is None else CaseError(err))
+    return out
 
 
 def fixed_folds(labels: pd.Series) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -258,7 +319,7 @@ def fixed_folds(labels: pd.Series) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def leave_one_center_out_predictions(
-    pipe, X: pd.DataFrame, y, center_col: str = "center", surv_times=None
+    pipe, X: pd.DataFrame, y, center_col: str = "center", surv_times=None, n_jobs: int = 1
 ) -> pd.DataFrame:
     """Leave-one-center-out predictions: the whole pipeline is refit without each center.
 
@@ -273,7 +334,7 @@ def leave_one_center_out_predictions(
     survival = isinstance(y, pd.DataFrame)
     centers = X[center_col].to_numpy()
     strat = y["event"].to_numpy(int) if survival else np.asarray(y).astype(int)
-    rows = []
+    rows, runs = [], []
     for center in sorted(pd.unique(centers)):
         te, tr = np.flatnonzero(centers == center), np.flatnonzero(centers != center)
         if (survival and strat[tr].sum() == 0) or (not survival and len(set(strat[tr])) < 2):
@@ -290,13 +351,14 @@ def leave_one_center_out_predictions(
                 what,
             )
             continue
-        Xt = X.iloc[te]
-        try:
-            model = clone(pipe).fit(X.iloc[tr], y.iloc[tr])
-            pred = _prediction_part(model, Xt, y.iloc[te], surv_times)
-        except CaseError as err:
-            log.warning("leave-one-center-out: center %s skipped: %s", center, err)
+        runs.append((center, (tr, te)))
+    splits = [s for _, s in runs]
+    preds = outer_folds(pipe, X, y, splits, surv_times, n_jobs, "leave-one-center-out")
+    for (center, (_, te)), pred in zip(runs, preds, strict=True):
+        if isinstance(pred, CaseError):
+            log.warning("leave-one-center-out: center %s skipped: %s", center, pred)
             continue
+        Xt = X.iloc[te]
         part = pd.DataFrame({"case_id": Xt.index, "center": center, "repeat": 0, "fold": center})
         rows.append(pd.concat([part, pred], axis=1))
     if not rows:

@@ -670,7 +670,14 @@ class ModelSearch(BaseEstimator):
     the schema's). After ``fit``: ``best_params_`` (the chosen configuration),
     ``best_score_`` (its inner-CV AUC / C-index: optimistic, the outer CV is the
     estimate), ``history_`` (trial, value, params, state), ``members_`` (fitted
-    chains: the best, or the ensemble's), ``selected_features_``, ``timed_out_``.
+    chains: the best, or the ensemble's), ``selected_features_``, ``timed_out_``,
+    ``member_params_`` (the members' trial parameters, as Optuna holds them).
+
+    ``fixed_params`` (a list of ``member_params_``): no search; those configurations
+    are scored by the same inner CV (for stacking's out-of-fold scores) and every one
+    of them becomes a member. The shuffled-label null check of a searched model refits
+    the configurations chosen on the real labels this way: each fold still refits its
+    whole chain (imputation, ComBat, feature ranking) on its own training rows.
     """
 
     def __init__(
@@ -694,6 +701,7 @@ class ModelSearch(BaseEstimator):
         members="distinct_models",
         random_state=0,
         n_jobs=1,
+        fixed_params=None,
     ):
         self.n_trials = n_trials
         self.timeout_s = timeout_s
@@ -714,6 +722,7 @@ class ModelSearch(BaseEstimator):
         self.members = members
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.fixed_params = fixed_params
 
     @classmethod
     def from_spec(cls, spec: dict, random_state: int, n_jobs: int = 1) -> ModelSearch:
@@ -902,19 +911,25 @@ class ModelSearch(BaseEstimator):
 
         sampler = optuna.samplers.TPESampler(seed=int(self.random_state))
         study = optuna.create_study(direction="maximize", sampler=sampler)
-        if self.warm_start:
-            for params in warm_start_params(space, survival)[: int(self.n_trials)]:
+        fixed = [dict(p) for p in self.fixed_params or ()]
+        n_trials = len(fixed) if fixed else int(self.n_trials)
+        if fixed:  # the given configurations only (no search): see ``fixed_params``
+            with warnings.catch_warnings():  # a k beyond these rows' candidates: kept
+                warnings.simplefilter("ignore")
+                for params in fixed:
+                    study.enqueue_trial(params, skip_if_exists=False)
+        elif self.warm_start:
+            for params in warm_start_params(space, survival)[:n_trials]:
                 study.enqueue_trial(params)
         run = {"func": objective, "catch": (Exception,), "callbacks": [progress]}
         study.optimize(n_trials=1, **run)  # one trial even under a tiny time cap
-        if self.n_trials > 1:
+        if n_trials > 1:
             left = float(self.timeout_s) - (time.perf_counter() - start)
-            if not self.timeout_s or left > 0:
-                study.optimize(
-                    n_trials=int(self.n_trials) - 1, timeout=left if self.timeout_s else None, **run
-                )
+            if fixed or not self.timeout_s or left > 0:
+                timeout = left if self.timeout_s and not fixed else None
+                study.optimize(n_trials=n_trials - 1, timeout=timeout, **run)
         n_run = sum(t.state.is_finished() for t in study.trials)  # enqueued: not yet run
-        self.timed_out_ = n_run < int(self.n_trials)
+        self.timed_out_ = n_run < n_trials
         if self.timed_out_:
             log.warning(
                 "search: search.timeout_s (%g s) reached after %d of %d trials: the result "
@@ -945,7 +960,8 @@ class ModelSearch(BaseEstimator):
                 seen.add(key)
                 chosen.append(t)
         n_members = 1 if self.ensemble == "none" else max(1, min(int(self.top_k), len(chosen)))
-        chosen = chosen[:n_members]
+        chosen = chosen[: len(chosen) if fixed else n_members]
+        self.member_params_ = [dict(t.params) for t in chosen]
         configs = [self._config(t.params, space) for t in chosen]
         self.member_configs_ = configs
         self.best_params_ = configs[0]

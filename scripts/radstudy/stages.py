@@ -464,26 +464,36 @@ def cross_validate_model(
     cfg: dict,
     out_predictions: str,
     n_jobs: int = 1,
+    fitted_model: str | None = None,
 ) -> None:
     """Out-of-fold predictions on training rows; the whole chain is refit per fold (a
-    searched model searches again inside every fold: nested CV)."""
+    searched model searches again inside every fold: nested CV). The outer folds run
+    ``n_jobs`` at a time, each on one core (:func:`radstudy.models.outer_folds`).
+
+    The shuffled-label null check (``cv_shuffled``) refits the same chain on permuted
+    labels. For a searched model it refits the configurations that the final model
+    (``fitted_model``, rule fit_model's output) chose on the real labels, instead of
+    searching again on noise: the check is of the chain (imputation, ComBat, feature
+    ranking refit per fold), whose leaks it would show; the search's own nesting is
+    what the outer CV above does."""
     from radstudy.models import cross_validated_predictions, leave_one_center_out_predictions
 
     ep, spec = _endpoint(cfg, endpoint), _model_spec(cfg, endpoint, model)
     X, y = training_xy(tables, sheets, ep)
     seed = _seed(cfg, endpoint, model)
-    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed, n_jobs)
+    pipe = build_pipeline(spec, cfg, ep, _robust(robust_path), seed, 1)
     cv = cfg["evaluation"]["cv"]
     folds = read_column(sheets, cv["fold_column"]) if cv["fold_column"] else None
     times = surv_times(y) if ep["type"] == "survival" else None
-    runs = [("cv", y)]
+    runs = [("cv", y, pipe)]
     if cfg["evaluation"]["shuffled_null"] and ep["type"] == "binary":
         rng = np.random.default_rng(seed)
-        runs.append(("cv_shuffled", pd.Series(rng.permutation(y.values), index=y.index)))
+        null_y = pd.Series(rng.permutation(y.values), index=y.index)
+        runs.append(("cv_shuffled", null_y, null_chain(pipe, spec, fitted_model)))
     frames = []
-    for cohort, yy in runs:
+    for cohort, yy, chain in runs:
         pred = cross_validated_predictions(
-            pipe,
+            chain,
             X,
             yy,
             n_splits=cv["n_splits"],
@@ -491,6 +501,7 @@ def cross_validate_model(
             random_state=seed,
             surv_times=times,
             folds=folds,
+            n_jobs=n_jobs,
         )
         pred.insert(0, "cohort", cohort)
         frames.append(pred)
@@ -502,15 +513,29 @@ def cross_validate_model(
         if harmonized_groups(cfg["harmonization"], list(spec["groups"])):
             # the same without harmonisation: which of the two generalises to new centers
             plain = {**cfg, "harmonization": {**cfg["harmonization"], "enabled": False}}
-            unharmonized = build_pipeline(spec, plain, ep, _robust(robust_path), seed, n_jobs)
+            unharmonized = build_pipeline(spec, plain, ep, _robust(robust_path), seed, 1)
             loco_runs.append(("loco_unharmonized", unharmonized))
         for name, chain in loco_runs:
-            loco = leave_one_center_out_predictions(chain, X, y, surv_times=times)
+            loco = leave_one_center_out_predictions(chain, X, y, surv_times=times, n_jobs=n_jobs)
             loco = loco.drop(columns="center")
             per = loco.assign(cohort=f"{name}:" + loco["fold"].astype(str), fold=np.nan)
             frames += [loco.assign(cohort=name), per]
     out = pd.concat(frames).sort_values(["cohort", "repeat", "case_id"])
     _write_tsv(out, out_predictions)
+
+
+def null_chain(pipe, spec: dict, fitted_model: str | None):
+    """The chain the shuffled-label check refits: ``pipe`` itself, or for a searched
+    model ``pipe`` with its search fixed to the configurations the fitted final model
+    chose (see :func:`cross_validate_model`)."""
+    from sklearn.base import clone
+
+    if "search" not in spec:
+        return pipe
+    if fitted_model is None:
+        raise ValueError("a searched model's null check needs its fitted model (fit_model)")
+    chosen = joblib.load(fitted_model).steps[-1][1].member_params_
+    return clone(pipe).set_params(model__fixed_params=[dict(p) for p in chosen])
 
 
 def surv_times(y: pd.DataFrame) -> np.ndarray:

@@ -476,3 +476,60 @@ def test_a_searched_survival_model_runs_through_the_stages(tmp_path):
     m = pd.read_csv(metrics, sep="\t").set_index(["cohort", "metric"])["value"]
     assert m["cv", "c_index"] > 0.6 and m["external:Z", "c_index"] > 0.6
     assert 0 < m["cv", "ibs"] < 0.25
+
+
+# ------------------------------------------------------------- outer folds, null check
+def test_outer_folds_in_parallel_give_the_same_predictions_and_log_lines(caplog):
+    """Outer folds on two worker processes: same predictions as one after the other,
+    and each fold's search progress lines still reach the job log, in fold order."""
+    X, y = _binary(n=48, p=10)
+    pipe = Pipeline([("model", rs.ModelSearch(**FAST, random_state=3))])
+    with caplog.at_level(logging.INFO):
+        one = cross_validated_predictions(pipe, X, y, n_splits=3, random_state=0)
+        caplog.clear()
+        two = cross_validated_predictions(pipe, X, y, n_splits=3, random_state=0, n_jobs=2)
+    pd.testing.assert_frame_equal(one, two)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("search: best inner AUC") for m in lines) == 3
+    assert [m for m in lines if "outer fold" in m] == [
+        f"CV: outer fold {i}/3 done" for i in (1, 2, 3)
+    ]
+
+
+def test_fixed_params_refit_exactly_the_given_configurations():
+    X, y = _binary(n=60, p=20)
+    found = rs.ModelSearch(**FAST, random_state=2).fit(X, y)
+    again = rs.ModelSearch(**FAST, random_state=2, fixed_params=found.member_params_).fit(X, y)
+    assert again.member_params_ == found.member_params_
+    assert again.member_configs_ == found.member_configs_
+    assert len(again.history_) == len(found.member_params_)  # no trial of its own
+    np.testing.assert_allclose(again.predict_proba(X), found.predict_proba(X))
+
+
+def test_a_searched_models_null_check_refits_the_chosen_configurations(tmp_path, monkeypatch):
+    """cv_shuffled of a searched model: the configurations model.joblib chose, refit on
+    shuffled labels per fold (no search on noise); cv: a nested search per fold."""
+    from radstudy import stages
+
+    tables, sheets = _files(tmp_path)
+    cfg = _cfg({"auto": {"groups": ["radiomics"], "search": {"n_trials": 4, "n_estimators": 20}}})
+    cfg["evaluation"]["cv"] = {**cfg["evaluation"]["cv"], "n_splits": 3, "n_repeats": 1}
+    files = [str(tmp_path / f) for f in ("m.joblib", "c.json", "s.tsv", "h.parquet")]
+    args = (tables, sheets, str(tmp_path / "robust.txt"), "rec", "auto", cfg)
+    stages.fit_model(*args, *files)
+    chosen = __import__("joblib").load(files[0]).steps[-1][1].member_params_
+    fits = []
+    real_fit = rs.ModelSearch.fit
+
+    def noting_fit(self, X, y):
+        fits.append(self.fixed_params)
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(rs.ModelSearch, "fit", noting_fit)
+    stages.cross_validate_model(*args, str(tmp_path / "cv.tsv"), fitted_model=files[0])
+    assert fits[:3] == [None] * 3  # the nested CV: a search in each outer fold
+    assert fits[3:] == [chosen] * 3  # the null check: the chosen configurations
+    cv = pd.read_csv(tmp_path / "cv.tsv", sep="\t")
+    assert set(cv["cohort"]) >= {"cv", "cv_shuffled"}
+    with pytest.raises(ValueError, match="fitted model"):
+        stages.cross_validate_model(*args, str(tmp_path / "cv2.tsv"))
