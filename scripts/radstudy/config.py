@@ -186,6 +186,24 @@ def segmentation_methods(seg: dict) -> list[str]:
     return [m for m in method if m != "readers"]
 
 
+def segmentation_label(seg: dict) -> str:
+    """segmentation.method in words, for the report: 'reader masks + SLIC superpixels +
+    fuzzy c-means + nnU-Net (trained in the study: 2d, nnUNetTrainer_5epochs, folds all)'."""
+    words = ["reader masks"]
+    for m in segmentation_methods(seg):
+        if m == "slic_fcm":
+            words.append("SLIC superpixels + fuzzy c-means")
+        elif seg.get("nnunet_model"):
+            words.append(f"nnU-Net (ready model {seg['nnunet_model']})")
+        elif nnunet_trains(seg):
+            folds = ", ".join(str(f) for f in seg.get("nnunet_folds", []))
+            words.append(
+                f"nnU-Net (trained in the study on the training cases: "
+                f"{seg.get('nnunet_configuration')}, {seg.get('nnunet_trainer')}, folds {folds})"
+            )
+    return " + ".join(words)
+
+
 def nnunet_trains(seg: dict) -> bool:
     """nnU-Net is trained inside the study: method nnunet, no ready model, training on."""
     return (

@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from radstudy import __version__  # noqa: E402
+from radstudy.config import segmentation_label  # noqa: E402
 from radstudy.qcrecords import read_qc_pieces  # noqa: E402
 from radstudy.report_checklists import checklists_section  # noqa: E402
 from radstudy.report_checklists import facts as checklist_facts  # noqa: E402
@@ -860,7 +861,7 @@ def checklist(cfg: dict, n_train: int) -> str:
         ),
         (
             "Segmentation",
-            f"{cfg['segmentation']['method']}; readers {', '.join(cfg['cohort']['readers'])}",
+            f"{segmentation_label(cfg['segmentation'])}; readers {', '.join(cfg['cohort']['readers'])}",
         ),
         (
             "Feature extraction",

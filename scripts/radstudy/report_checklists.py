@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from radstudy import __version__
+from radstudy.config import segmentation_label
 
 CHECKLISTS = Path(__file__).parent / "checklists"
 #: what an item the run cannot fill says
@@ -182,7 +183,7 @@ def facts(
             ["segmentation", "icc"],
         )
         out["segmentation"] = (
-            f"{cfg['segmentation']['method']}; reference reader {c.get('reference_reader')}",
+            f"{segmentation_label(cfg['segmentation'])}; reference reader {c.get('reference_reader')}",
             ["segmentation", "icc"],
         )
     else:

@@ -301,3 +301,23 @@ def test_harmonization_covariates_need_a_group_that_preserves_them():
     assert "harmonization.groups" in _error(
         {**MINIMAL, "harmonization": {"groups": {"shape": "combat"}}}
     )
+
+
+def test_segmentation_method_reads_as_words_in_the_report():
+    from radstudy.config import segmentation_label
+
+    assert segmentation_label({"method": "readers"}) == "reader masks"
+    both = {
+        "method": ["slic_fcm", "nnunet"],
+        "nnunet_model": "",
+        "nnunet_train": True,
+        "nnunet_configuration": "2d",
+        "nnunet_trainer": "nnUNetTrainer_5epochs",
+        "nnunet_folds": ["all"],
+    }
+    assert segmentation_label(both) == (
+        "reader masks + SLIC superpixels + fuzzy c-means + nnU-Net (trained in the study on "
+        "the training cases: 2d, nnUNetTrainer_5epochs, folds all)"
+    )
+    ready = {**both, "method": "nnunet", "nnunet_model": "models/liver"}
+    assert segmentation_label(ready) == "reader masks + nnU-Net (ready model models/liver)"
