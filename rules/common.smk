@@ -521,6 +521,38 @@ def nnunet_model(wildcards):
     return ready if ready else f"results/nnunet/{wildcards.seq}/model"
 
 
+CASE_BATCH = {
+    case: (c, b) for c in BATCHES for b, cases in BATCHES[c].items() for case in cases
+}
+
+
+def nnunet_batch_images(wildcards):
+    """case -> prepared image of one extraction batch (every case: test and external
+    cases are predicted by the frozen model)."""
+    return {
+        c: f"{case_dir(c, wildcards.seq)}/prepared.nii.gz"
+        for c in BATCHES[wildcards.center][wildcards.batch]
+    }
+
+
+def nnunet_batch_inputs(wildcards):
+    return {
+        "images": list(nnunet_batch_images(wildcards).values()),
+        "model": nnunet_model(wildcards),
+    }
+
+
+def nnunet_batch_runtime(wildcards):
+    """Minutes for one batch's predictions: 10 per case on a CPU (a large 3d volume)."""
+    return 10 * len(BATCHES[wildcards.center][wildcards.batch]) + 10
+
+
+def nnunet_case_predictions(wildcards):
+    """The prediction folder of the batch that holds ``wildcards.case``."""
+    center, batch = CASE_BATCH[wildcards.case]
+    return f"results/nnunet/{wildcards.seq}/predictions/{center}/batch{batch}"
+
+
 def nnunet_train_cfg():
     return rs_nnunet.train_settings(config["segmentation"])
 

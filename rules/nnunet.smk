@@ -8,12 +8,20 @@ Outputs: results/nnunet/{seq}/raw/Dataset001_{seq}/  nnU-Net raw dataset (datase
          results/nnunet/{seq}/preprocessed/           nnU-Net plans + preprocessed data
          results/nnunet/{seq}/model/                  the trained model (nnUNet_results),
              results/nnunet/{seq}/model.json (card: trainer, folds, device, cases, time)
-Every case (the trained model, or a ready one: segmentation.nnunet_model):
+Every case (the trained model, or a ready one: segmentation.nnunet_model), predicted per
+extraction batch (rule predict_nnunet: torch and the model load once per batch):
+         results/nnunet/{seq}/predictions/{center}/batch{batch}/  {case}_mask.nii.gz,
+             {case}_membership.nii.gz (exclusion markers for a case it could not predict)
          results/cases/{case}/{seq}/mask_nnunet.nii.gz        predicted tumor mask
          results/cases/{case}/{seq}/membership_nnunet.nii.gz  foreground probability
+             (rule segment_nnunet: copied from the batch, a local job)
 Training is one job (threads, and a GPU with nnunet_device cuda: resources gpu); a new
 center's cases are predicted with the frozen model and train nothing.
 """
+
+
+localrules:
+    segment_nnunet,
 
 
 rule export_nnunet_dataset:
@@ -85,28 +93,45 @@ rule train_nnunet:
         "../scripts/train_nnunet.py"
 
 
-rule segment_nnunet:
+rule predict_nnunet:
     input:
-        image=rules.prepare_image.output.image,
-        model=nnunet_model,
+        unpack(nnunet_batch_inputs),
     output:
-        mask="results/cases/{case}/{seq}/mask_nnunet.nii.gz",
-        membership="results/cases/{case}/{seq}/membership_nnunet.nii.gz",
+        predictions=directory("results/nnunet/{seq}/predictions/{center}/batch{batch}"),
     log:
-        "logs/segment_nnunet/{case}_{seq}.log",
+        "logs/predict_nnunet/{center}_{seq}_batch{batch}.log",
     benchmark:
-        "benchmarks/segment_nnunet/{case}_{seq}.tsv"
-    group:
-        "case"
+        "benchmarks/predict_nnunet/{center}_{seq}_batch{batch}.tsv"
     conda:
         "../envs/nnunet.yaml"
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=60,
+        runtime=nnunet_batch_runtime,
     params:
-        code=code_version("segment_nnunet"),
+        code=code_version("predict_nnunet"),
+        images=nnunet_batch_images,
         folds=config["segmentation"]["nnunet_folds"],
         device=nnunet_predict_device(),
     script:
-        "../scripts/segment_nnunet.py"
+        "../scripts/predict_nnunet.py"
+
+
+rule segment_nnunet:
+    input:
+        predictions=nnunet_case_predictions,
+    output:
+        mask="results/cases/{case}/{seq}/mask_nnunet.nii.gz",
+        membership="results/cases/{case}/{seq}/membership_nnunet.nii.gz",
+    log:
+        "logs/segment_nnunet/{case}_{seq}.log",
+    conda:
+        "../envs/nnunet.yaml"
+    threads: 1
+    resources:
+        mem_mb=100,
+        runtime=1,
+    shell:
+        "(cp {input.predictions}/{wildcards.case}_mask.nii.gz {output.mask}"
+        " && cp {input.predictions}/{wildcards.case}_membership.nii.gz {output.membership})"
+        " > {log} 2>&1"

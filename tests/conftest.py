@@ -9,6 +9,10 @@ reproducibility, config reruns) are the longest modules, and one worker running 
 all one after the other would take longer than building it twice. Cheap session
 fixtures (the synthetic cohorts) may be built on both workers too.
 
+Longest units first (:data:`LONGEST_FIRST`, from the suite's ``--durations`` on 2
+cores; the rest integration before unit, then by number of tests): with units handed
+out in collection order, one long module would start last and run alone.
+
 Written as a scheduler (xdist's documented ``pytest_xdist_make_scheduler`` hook): the
 ``xdist_group`` marks of ``--dist loadgroup`` have no effect with pytest 9, whose node
 ids can no longer be renamed, which is how xdist 3.8 applies them.
@@ -18,6 +22,23 @@ from functools import cache
 from pathlib import Path
 
 SHARED_RUNS = ("demo_run",)
+LONGEST_FIRST = (
+    "tests/integration/test_presets.py",  # every preset whole, nnU-Net training included
+    "tests/integration/test_slurm.py",  # micro_run + a real slurmctld
+    "tests/integration/test_faults.py",  # micro_run + the fault sequence
+    "demo_run",
+    "tests/integration/test_nnunet.py",
+    "tests/integration/test_reproducibility.py",
+    "tests/integration/test_config_runs.py",
+    "tests/integration/test_published_tables.py",
+)
+
+
+def priority(unit: str) -> tuple[int, int]:
+    """Sort key of a work unit: the known long ones first, then integration modules."""
+    if unit in LONGEST_FIRST:
+        return (0, LONGEST_FIRST.index(unit))
+    return (1, 0) if unit.startswith("tests/integration/") else (2, 0)
 
 
 @cache
@@ -36,5 +57,13 @@ def pytest_xdist_make_scheduler(config, log):
     class SharedRunScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return unit_of(config.rootpath, nodeid.split("::", 1)[0])
+
+        def _assign_work_unit(self, node) -> None:
+            if not getattr(self, "_ordered", False):  # once, before the first unit goes
+                units = sorted(self.workqueue.items(), key=lambda kv: priority(kv[0]))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self._ordered = True
+            super()._assign_work_unit(node)
 
     return SharedRunScheduling(config, log)

@@ -371,8 +371,46 @@ def predict_case(predictor, image_path, out_mask, out_membership) -> dict:
 
 
 def segment_case(image_path, model, out_mask, out_membership, folds, device="auto") -> dict:
-    """One case (rule segment_nnunet): load the model, predict, write mask + membership."""
+    """One case: load the model, predict, write mask + membership."""
     return predict_case(load_predictor(model, folds, device), image_path, out_mask, out_membership)
+
+
+def batch_files(folder, case: str) -> tuple[Path, Path]:
+    """Mask and membership of ``case`` in a batch's prediction folder (rule
+    predict_nnunet writes them, rule segment_nnunet puts them in the case's folder)."""
+    return Path(folder) / f"{case}_mask.nii.gz", Path(folder) / f"{case}_membership.nii.gz"
+
+
+def predict_batch(
+    images: Mapping[str, str], model, folds, out_folder, device="auto", threads: int = 1
+) -> dict[str, str | None]:
+    """Every case of one extraction batch (rule predict_nnunet), the model loaded once:
+    case -> None when predicted, else the reason it was excluded. Each case runs as a
+    per-case step (:func:`radstudy.casestep.run_case_step`): a marker as its image or a
+    failure writes exclusion markers as its two files and the other cases go on."""
+    from radstudy.casestep import run_case_step
+
+    out_folder = Path(out_folder)
+    out_folder.mkdir(parents=True, exist_ok=True)
+    predictor = None
+    if any(marker_reason(p) is None for p in images.values()):
+        predictor = load_predictor(model, folds, device, threads)  # a model problem: the job
+    status = {}
+    for case, image in images.items():
+        mask, member = batch_files(out_folder, case)
+        t0 = time.perf_counter()
+        ok = run_case_step(
+            case,
+            inputs=[image],
+            outputs=[mask, member],
+            step=lambda image=image, mask=mask, member=member: predict_case(
+                predictor, image, mask, member
+            ),
+        )
+        status[case] = None if ok else marker_reason(mask)
+        if ok:
+            log.info("case %s: predicted in %.1f s", case, time.perf_counter() - t0)
+    return status
 
 
 def predict_cases(cases: Mapping[str, tuple], model, folds, device="auto", threads=1) -> dict:
@@ -406,6 +444,6 @@ def train_gpus(seg: dict) -> int:
 
 
 def predict_device(seg: dict) -> str:
-    """Prediction runs per case, on CPU nodes: cpu when the study says cpu, else a GPU
+    """Prediction runs per extraction batch, on CPU nodes: cpu when the study says cpu, else a GPU
     where the node has one (auto)."""
     return "cpu" if seg["nnunet_device"] == "cpu" else "auto"

@@ -150,10 +150,12 @@ def test_new_center_is_predicted_with_the_frozen_model(nnunet_run):
         triggers = ("--rerun-triggers", "mtime", "input")
         dry = run_snakemake(nnunet_run, *TARGETS, "--dry-run", "--quiet", "rules", *triggers)
         rules = planned_rules(dry)
-        assert "segment_nnunet" in rules, dry.stdout[-3000:]
+        assert {"predict_nnunet", "segment_nnunet"} <= rules, dry.stdout[-3000:]
         assert not rules & {"export_nnunet_dataset", "plan_nnunet", "train_nnunet"}, rules
         jobs = run_snakemake(nnunet_run, *TARGETS, "--dry-run", *triggers).stdout
         predicted = set(re.findall(r"results/cases/(\w+)/T2/mask_nnunet\.nii\.gz", jobs))
         assert predicted == set(new["case_id"])
+        batches = set(re.findall(r"results/nnunet/T2/predictions/(\w+)/batch\d+", jobs))
+        assert batches == {"D"}  # the new center's batch only: the old ones stay
     finally:
         sheet_path.write_text(original)

@@ -137,3 +137,20 @@ def test_without_nnunetv2_says_how_to_install(tmp_path):
         pytest.skip("nnunetv2 is installed")
     with pytest.raises(RuntimeError, match="make venv-nnunet"):
         nnunet.export_dataset({}, tmp_path, "T2", "MRI")
+
+
+def test_predict_batch_passes_excluded_cases_on_without_loading_the_model(tmp_path):
+    """A batch whose images are all exclusion markers writes markers for each case's
+    mask and membership (the reason kept) and never loads the model."""
+    from radstudy.casestep import marker_reason
+
+    images = {}
+    for case in ("P1", "P2"):
+        images[case] = str(tmp_path / f"{case}_prepared.nii.gz")
+        write_marker(images[case], f"case {case}: image unreadable")
+    out = tmp_path / "batch001"
+    status = nnunet.predict_batch(images, tmp_path / "no-model", ["all"], out, device="cpu")
+    assert status == {c: f"case {c}: image unreadable" for c in images}
+    for case in images:
+        for path in nnunet.batch_files(out, case):
+            assert marker_reason(path) == f"case {case}: image unreadable"
