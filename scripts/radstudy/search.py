@@ -1001,7 +1001,8 @@ class ModelSearch(BaseEstimator):
         self.selected_features_ = [names[i] for i in keep]
         self.feature_weights_ = _weights(first, names) if len(self.members_) == 1 else {}
         log.info(
-            "search: best inner %s %.3f: %s%s",
+            "%s: best inner %s %.3f: %s%s",
+            "fixed configurations (no search)" if fixed else "search",
             what,
             self.best_score_,
             describe(self.best_params_),

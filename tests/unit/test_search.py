@@ -496,10 +496,15 @@ def test_outer_folds_in_parallel_give_the_same_predictions_and_log_lines(caplog)
     ]
 
 
-def test_fixed_params_refit_exactly_the_given_configurations():
+def test_fixed_params_refit_exactly_the_given_configurations(caplog):
     X, y = _binary(n=60, p=20)
     found = rs.ModelSearch(**FAST, random_state=2).fit(X, y)
-    again = rs.ModelSearch(**FAST, random_state=2, fixed_params=found.member_params_).fit(X, y)
+    with caplog.at_level(logging.INFO):
+        again = rs.ModelSearch(**FAST, random_state=2, fixed_params=found.member_params_)
+        again.fit(X, y)
+    assert any(
+        r.getMessage().startswith("fixed configurations (no search):") for r in caplog.records
+    )
     assert again.member_params_ == found.member_params_
     assert again.member_configs_ == found.member_configs_
     assert len(again.history_) == len(found.member_params_)  # no trial of its own
