@@ -24,10 +24,50 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 
+def prepare_synthetic_case(root: Path, row, seq: str, readers) -> Path:
+    """One case of a cohort generated under ``root / "data"`` prepared as the workflow
+    does (1 mm, N4), with its ``readers``' masks, organ mask and the generator's true
+    mask on the prepared grid: ``root/cases/{case}/`` (prepared.nii.gz, mask_{k}.nii.gz;
+    the first reader is the reference)."""
+    from radstudy.preprocess import prepare_case
+
+    case, out = row["case_id"], root / "cases" / row["case_id"]
+    masks = {r: root / "data" / row[f"mask_{r}"] for r in readers}
+    masks["organ"] = root / "data" / row["organ_mask"]
+    masks["truth"] = root / "data" / "truth" / case / "mask_true.nii.gz"
+    prepare_case(
+        case,
+        seq,
+        root / "data" / row[f"image_{seq}"],
+        masks,
+        readers[0],
+        out / "prepared.nii.gz",
+        {k: out / f"mask_{k}.nii.gz" for k in masks},
+        out / "qc.json",
+        {"spacing": [1.0, 1.0, 1.0], "modality": "MRI"},
+    )
+    return out
+
+
+def segment_prepared_case(out: Path, case: str, seq: str) -> None:
+    """SLIC + FCM (the workflow's defaults, seed 0) on a case that
+    :func:`prepare_synthetic_case` prepared in ``out``: mask_slic.nii.gz, membership."""
+    from radstudy.segment import segment_case
+
+    segment_case(
+        case,
+        out / "prepared.nii.gz",
+        out / "mask_organ.nii.gz",
+        out / "mask_slic.nii.gz",
+        out / "membership_slic.nii.gz",
+        {},
+        seed=0,
+        sequence=seq,
+    )
+
+
 def main() -> None:
     from radstudy.agreement import dice
-    from radstudy.preprocess import prepare_case
-    from radstudy.segment import segment_case
     from radstudy.synth import DEFAULTS, generate_cohort
 
     ap = argparse.ArgumentParser()
@@ -39,34 +79,9 @@ def main() -> None:
     sheet = pd.read_csv(generate_cohort(tmp / "data", DEFAULTS), sep="\t", dtype=str)
     rows, t0 = [], time.perf_counter()
     for _, r in (sheet.head(args.cases) if args.cases else sheet).iterrows():
-        case, out = r["case_id"], tmp / "cases" / r["case_id"]
-        masks = {
-            "R1": tmp / "data" / r["mask_R1"],
-            "R2": tmp / "data" / r["mask_R2"],
-            "organ": tmp / "data" / r["organ_mask"],
-            "truth": tmp / "data" / "truth" / case / "mask_true.nii.gz",
-        }
-        prepare_case(
-            case,
-            args.seq,
-            tmp / "data" / r[f"image_{args.seq}"],
-            masks,
-            "R1",
-            out / "prepared.nii.gz",
-            {k: out / f"mask_{k}.nii.gz" for k in masks},
-            out / "qc.json",
-            {"spacing": [1.0, 1.0, 1.0], "modality": "MRI"},
-        )
-        segment_case(
-            case,
-            out / "prepared.nii.gz",
-            out / "mask_organ.nii.gz",
-            out / "mask_slic.nii.gz",
-            out / "membership_slic.nii.gz",
-            {},
-            seed=0,
-            sequence=args.seq,
-        )
+        case = r["case_id"]
+        out = prepare_synthetic_case(tmp, r, args.seq, ("R1", "R2"))
+        segment_prepared_case(out, case, args.seq)
         arr = {
             k: sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"mask_{k}.nii.gz"))) > 0
             for k in ("slic", "R1", "R2", "truth")

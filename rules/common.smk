@@ -597,17 +597,17 @@ def model_keys(wildcards):
 
 
 def model_threads(wildcards):
-    """Threads of a model's fit and CV jobs (a search runs its inner folds in parallel)."""
+    """Threads of a model's fit job (a search runs its inner folds in parallel)."""
     from radstudy.search import job_threads
 
     return job_threads(config["models"][wildcards.endpoint][wildcards.model])
 
 
 def cv_threads(wildcards):
-    """Threads of a model's CV job: its outer folds run one per thread (a searched
-    model's nested searches are the long part), at most 8; a fixed model's on one."""
-    spec = config["models"][wildcards.endpoint][wildcards.model]
-    return 8 if "search" in spec else 1
+    """Threads of a model's CV job (its outer folds run side by side)."""
+    from radstudy.search import cv_job_threads
+
+    return cv_job_threads(config["models"][wildcards.endpoint][wildcards.model])
 
 
 def null_check_model(wildcards):

@@ -370,34 +370,27 @@ def predict_case(predictor, image_path, out_mask, out_membership) -> dict:
     return {"voxels": voxels, "volume_ml": voxels * float(np.prod(image.GetSpacing())) / 1000.0}
 
 
-def segment_case(image_path, model, out_mask, out_membership, folds, device="auto") -> dict:
-    """One case: load the model, predict, write mask + membership."""
-    return predict_case(load_predictor(model, folds, device), image_path, out_mask, out_membership)
-
-
 def batch_files(folder, case: str) -> tuple[Path, Path]:
     """Mask and membership of ``case`` in a batch's prediction folder (rule
     predict_nnunet writes them, rule segment_nnunet puts them in the case's folder)."""
     return Path(folder) / f"{case}_mask.nii.gz", Path(folder) / f"{case}_membership.nii.gz"
 
 
-def predict_batch(
-    images: Mapping[str, str], model, folds, out_folder, device="auto", threads: int = 1
-) -> dict[str, str | None]:
-    """Every case of one extraction batch (rule predict_nnunet), the model loaded once:
-    case -> None when predicted, else the reason it was excluded. Each case runs as a
-    per-case step (:func:`radstudy.casestep.run_case_step`): a marker as its image or a
-    failure writes exclusion markers as its two files and the other cases go on."""
+def predict_cases(
+    cases: Mapping[str, tuple], model, folds, device="auto", threads: int = 1
+) -> dict[str, float | None]:
+    """Several cases with one predictor (loaded once, and only when some case has an
+    image): case -> (image, mask out, membership out). Returns case -> seconds of its
+    prediction, None for a case excluded instead. Each case runs as a per-case step
+    (:func:`radstudy.casestep.run_case_step`): a marker as its image or a failure
+    writes exclusion markers as its two outputs and the other cases go on."""
     from radstudy.casestep import run_case_step
 
-    out_folder = Path(out_folder)
-    out_folder.mkdir(parents=True, exist_ok=True)
     predictor = None
-    if any(marker_reason(p) is None for p in images.values()):
+    if any(marker_reason(image) is None for image, _, _ in cases.values()):
         predictor = load_predictor(model, folds, device, threads)  # a model problem: the job
-    status = {}
-    for case, image in images.items():
-        mask, member = batch_files(out_folder, case)
+    seconds = {}
+    for case, (image, mask, member) in cases.items():
         t0 = time.perf_counter()
         ok = run_case_step(
             case,
@@ -407,22 +400,23 @@ def predict_batch(
                 predictor, image, mask, member
             ),
         )
-        status[case] = None if ok else marker_reason(mask)
+        seconds[case] = time.perf_counter() - t0 if ok else None
         if ok:
-            log.info("case %s: predicted in %.1f s", case, time.perf_counter() - t0)
-    return status
-
-
-def predict_cases(cases: Mapping[str, tuple], model, folds, device="auto", threads=1) -> dict:
-    """Several cases with one predictor: case -> (image, mask out, membership out).
-    Returns case -> seconds of its prediction."""
-    predictor = load_predictor(model, folds, device, threads)
-    seconds = {}
-    for case, (image, mask, member) in cases.items():
-        t0 = time.perf_counter()
-        predict_case(predictor, image, mask, member)
-        seconds[case] = time.perf_counter() - t0
+            log.info("case %s: predicted in %.1f s", case, seconds[case])
     return seconds
+
+
+def predict_batch(
+    images: Mapping[str, str], model, folds, out_folder, device="auto", threads: int = 1
+) -> dict[str, str | None]:
+    """Every case of one extraction batch (rule predict_nnunet) into ``out_folder``
+    (:func:`batch_files`), by :func:`predict_cases`: case -> None when predicted, else
+    the reason it was excluded."""
+    out_folder = Path(out_folder)
+    out_folder.mkdir(parents=True, exist_ok=True)
+    cases = {c: (image, *batch_files(out_folder, c)) for c, image in images.items()}
+    seconds = predict_cases(cases, model, folds, device, threads)
+    return {c: None if seconds[c] is not None else marker_reason(cases[c][1]) for c in cases}
 
 
 # ------------------------------------------------------------------- workflow settings
