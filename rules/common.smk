@@ -109,10 +109,6 @@ wildcard_constraints:
     batch=r"\d+",
 
 
-def case_dir(case, seq):
-    return f"results/cases/{case}/{seq}"
-
-
 CENTER_CASES = {c: sorted(ROW.index[ROW["center"] == c]) for c in CENTERS}
 
 
@@ -126,6 +122,61 @@ BATCHES = {
     c: rs_cohort.batches(cases, config["features"]["batch_size"])
     for c, cases in CENTER_CASES.items()
 }
+CASE_BATCH = {
+    case: (c, b) for c in BATCHES for b, cases in BATCHES[c].items() for case in cases
+}
+
+
+# ------------------------------------------------- per-case files, written per batch
+# The per-case stages (prepare_image, segment_slic_fcm, normalize_image, predict_nnunet)
+# run once per extraction batch x sequence: each job writes one folder with a subfolder
+# per case, so the DAG holds a job per batch, not per case (README "Very large
+# cohorts"). A job that reads case files lists the batch folders that hold them as
+# its inputs (one per batch and stage, never one per case) and gets the files' paths
+# in its params.
+STAGE_OF = {
+    "prepared.nii.gz": "prepared",
+    "qc.json": "prepared",
+    "image.nii.gz": "normalised",
+    "normalisation.json": "normalised",
+    "mask_slic.nii.gz": "slic",
+    "membership_slic.nii.gz": "slic",
+    "mask_nnunet.nii.gz": "nnunet",
+    "membership_nnunet.nii.gz": "nnunet",
+}
+
+
+def batch_dir(seq, center, batch, stage):
+    """The folder one per-batch job writes (stage: prepared, slic, normalised, nnunet)."""
+    if stage == "nnunet":
+        return f"results/nnunet/{seq}/predictions/{center}/batch{batch}"
+    return f"results/cases/{seq}/{center}/batch{batch}/{stage}"
+
+
+def case_folder(case, seq, name):
+    """The batch folder that holds one case's ``name`` (what a job lists as input)."""
+    center, batch = CASE_BATCH[case]
+    return batch_dir(seq, center, batch, STAGE_OF.get(name, "prepared"))
+
+
+def case_file(case, seq, name):
+    """One case's file: prepared.nii.gz, qc.json, mask_{reader}.nii.gz (the readers' and
+    the organ mask: prepare_image), mask_/membership_{slic,nnunet}.nii.gz,
+    image.nii.gz, normalisation.json (normalize_image)."""
+    folder = case_folder(case, seq, name)
+    if STAGE_OF.get(name) == "nnunet":  # predict_nnunet's names: {case}_mask.nii.gz
+        return f"{folder}/{case}_{name.split('_')[0]}.nii.gz"
+    return f"{folder}/{case}/{name}"
+
+
+def folders_of(files):
+    """The batch folders holding ``files`` ((case, seq, name) triples), sorted."""
+    return sorted({case_folder(*f) for f in files})
+
+
+def wildcard_batch(wildcards):
+    """The cases of the batch named by the wildcards center and batch."""
+    return BATCHES[wildcards.center][wildcards.batch]
 
 
 def total_cores():
@@ -146,6 +197,18 @@ EXTRACT_THREADS = rs_cohort.batch_threads(
 )
 
 
+# the per-case stages run per batch too (prepare_image, segment_slic_fcm,
+# normalize_image: each case in its own process, one per thread at once)
+PER_CASE_THREADS = EXTRACT_THREADS
+
+
+def batch_case_runtime(wildcards, threads, minutes):
+    """Minutes for one per-batch job of a per-case stage: ``minutes`` per case,
+    ``threads`` cases at a time, plus 5."""
+    n = len(wildcard_batch(wildcards))
+    return minutes * -(-n // max(1, threads)) + 5
+
+
 def batch_files(center, seq):
     """(features, exclusions) of every extraction batch of one center x sequence."""
     stem = f"results/features/radiomics/{seq}/{center}/batch"
@@ -161,30 +224,72 @@ def center_batch_files(center):
 SHEET_ROWS = ROW.to_dict("index")
 
 
+def sheet_image_of(case, seq):
+    return SHEET_ROWS[case][rs_cohort.image_column(config, seq)]
+
+
 def sheet_image(wildcards):
-    return SHEET_ROWS[wildcards.case][rs_cohort.image_column(config, wildcards.seq)]
+    return sheet_image_of(wildcards.case, wildcards.seq)
 
 
-def sheet_masks(wildcards):
-    """Reader masks given in the sheet (empty cells are skipped)."""
-    row = SHEET_ROWS[wildcards.case]
+def sheet_masks(case):
+    """Reader (and organ) masks the sheet gives for a case: reader -> path or None."""
+    row = SHEET_ROWS[case]
     masks = {r: row[rs_cohort.mask_column(config, r)] for r in READERS}
     if ORGAN_COL:
         masks["organ"] = row[ORGAN_COL]
-    return {r: p for r, p in masks.items() if p is not None}
+    return masks
 
 
-def sheet_mask_files(wildcards):
-    return sorted(sheet_masks(wildcards).values())
+def prepare_inputs(wildcards):
+    """The sheet's images and masks of one batch x sequence."""
+    cases = wildcard_batch(wildcards)
+    return {
+        "images": [sheet_image_of(c, wildcards.seq) for c in cases],
+        "masks": sorted(
+            {p for c in cases for p in sheet_masks(c).values() if p is not None}
+        ),
+    }
 
 
-def organ_mask(wildcards):
-    """The organ mask on the prepared grid, if the sheet gives one."""
-    return (
-        [f"{case_dir(wildcards.case, wildcards.seq)}/mask_organ.nii.gz"]
-        if ORGAN_COL
-        else []
-    )
+def prepare_cases(wildcards):
+    """case -> what prepare_image reads (image, masks, DICOM settings: radstudy.cohort)
+    and writes for one batch x sequence."""
+    out = {}
+    for c in wildcard_batch(wildcards):
+        row = SHEET_ROWS[c]
+        out[c] = {
+            "image": sheet_image_of(c, wildcards.seq),
+            "masks": sheet_masks(c),
+            "dicom": rs_cohort.prepare_dicom_settings(
+                config, wildcards.seq, row, PREP_MASKS
+            ),
+            "out_image": case_file(c, wildcards.seq, "prepared.nii.gz"),
+            "out_masks": {
+                r: case_file(c, wildcards.seq, f"mask_{r}.nii.gz") for r in PREP_MASKS
+            },
+            "out_qc": case_file(c, wildcards.seq, "qc.json"),
+        }
+    return out
+
+
+def prepared_folder(wildcards):
+    """The batch's prepare_image folder (the wildcards seq, center and batch)."""
+    return batch_dir(wildcards.seq, wildcards.center, wildcards.batch, "prepared")
+
+
+def slic_cases(wildcards):
+    """case -> prepared image, organ mask (if the sheet gives one) and outputs."""
+    seq = wildcards.seq
+    return {
+        c: {
+            "image": case_file(c, seq, "prepared.nii.gz"),
+            "organ": case_file(c, seq, "mask_organ.nii.gz") if ORGAN_COL else None,
+            "out_mask": case_file(c, seq, "mask_slic.nii.gz"),
+            "out_membership": case_file(c, seq, "membership_slic.nii.gz"),
+        }
+        for c in wildcard_batch(wildcards)
+    }
 
 
 # ------------------------------------------------- per-batch pieces of cohort-level jobs
@@ -208,14 +313,15 @@ def batch_train_cases(wildcards):
     return [c for c in BATCHES[wildcards.center][wildcards.batch] if c in TRAIN_SET]
 
 
-def nyul_batch_inputs(wildcards):
-    """Training cases of one batch only: the landmarks never see test or external rows."""
+def nyul_batch_files(wildcards):
+    """Training cases of one batch only: the landmarks never see test or external rows
+    (images, and the region's masks where the landmarks are taken in a region)."""
     region = nyul_region()
     cases = batch_train_cases(wildcards)
-    out = {"images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in cases]}
+    out = {"images": [case_file(c, wildcards.seq, "prepared.nii.gz") for c in cases]}
     if region:
         out["masks"] = [
-            f"{case_dir(c, wildcards.seq)}/mask_{region}.nii.gz" for c in cases
+            case_file(c, wildcards.seq, f"mask_{region}.nii.gz") for c in cases
         ]
     return out
 
@@ -237,15 +343,27 @@ def nyul_region():
     return REF_READER if region == "organ" and not ORGAN_COL else region
 
 
-def normalization_extra(wildcards):
-    if config["preprocess"]["normalization"] != "nyul":
-        return {}
-    out = {"nyul": f"results/normalisation/nyul_{wildcards.seq}.json"}
-    if nyul_region():
-        out["region"] = (
-            f"{case_dir(wildcards.case, wildcards.seq)}/mask_{nyul_region()}.nii.gz"
-        )
+def normalization_inputs(wildcards):
+    out = {"prepared": prepared_folder(wildcards)}
+    if config["preprocess"]["normalization"] == "nyul":
+        out["nyul"] = f"results/normalisation/nyul_{wildcards.seq}.json"
     return out
+
+
+def normalization_cases(wildcards):
+    """case -> prepared image, reference mask, Nyul region mask and outputs."""
+    seq, nyul = wildcards.seq, config["preprocess"]["normalization"] == "nyul"
+    region = nyul_region() if nyul else None
+    return {
+        c: {
+            "image": case_file(c, seq, "prepared.nii.gz"),
+            "mask": case_file(c, seq, f"mask_{REF_READER}.nii.gz"),
+            "region": case_file(c, seq, f"mask_{region}.nii.gz") if region else None,
+            "out_image": case_file(c, seq, "image.nii.gz"),
+            "out_qc": case_file(c, seq, "normalisation.json"),
+        }
+        for c in wildcard_batch(wildcards)
+    }
 
 
 def center_batch_inputs(wildcards):
@@ -270,15 +388,24 @@ def center_assembly_inputs(wildcards):
     return out
 
 
+def deep_center_files(wildcards):
+    """The center's normalised images and model-reader masks."""
+    cases = center_cases(wildcards.center)
+    return {
+        "images": [case_file(c, wildcards.seq, "image.nii.gz") for c in cases],
+        "masks": [
+            case_file(c, wildcards.seq, f"mask_{MODEL_READER}.nii.gz") for c in cases
+        ],
+    }
+
+
 def deep_center_inputs(wildcards):
-    """The center's normalised images and model-reader masks (+ trained checkpoint)."""
+    """The center's batch folders that hold them (+ the trained checkpoint)."""
+    names = ["image.nii.gz", f"mask_{MODEL_READER}.nii.gz"]
     cases = center_cases(wildcards.center)
     return {
         **deep_checkpoint(wildcards),
-        "images": [f"{case_dir(c, wildcards.seq)}/image.nii.gz" for c in cases],
-        "masks": [
-            f"{case_dir(c, wildcards.seq)}/mask_{MODEL_READER}.nii.gz" for c in cases
-        ],
+        "folders": folders_of([(c, wildcards.seq, n) for c in cases for n in names]),
     }
 
 
@@ -294,9 +421,14 @@ def batch_cases(wildcards):
     """case -> {image, masks: {reader: path}} of one extraction batch."""
     out = {}
     for case in BATCHES[wildcards.center][wildcards.batch]:
-        d = case_dir(case, wildcards.seq)
-        masks = {r: f"{d}/mask_{r}.nii.gz" for r in extraction_readers(case)}
-        out[case] = {"image": f"{d}/image.nii.gz", "masks": masks}
+        masks = {
+            r: case_file(case, wildcards.seq, f"mask_{r}.nii.gz")
+            for r in extraction_readers(case)
+        }
+        out[case] = {
+            "image": case_file(case, wildcards.seq, "image.nii.gz"),
+            "masks": masks,
+        }
     return out
 
 
@@ -313,11 +445,15 @@ def batch_mem_mb(wildcards, threads):
 
 
 def batch_inputs(wildcards):
-    cases = batch_cases(wildcards)
-    return {
-        "images": [v["image"] for v in cases.values()],
-        "masks": [m for v in cases.values() for m in v["masks"].values()],
-    }
+    """The batch folders holding the batch's normalised images and masks."""
+    return folders_of(
+        [
+            (c, wildcards.seq, n)
+            for c in wildcard_batch(wildcards)
+            for n in ["image.nii.gz"]
+            + [f"mask_{r}.nii.gz" for r in extraction_readers(c)]
+        ]
+    )
 
 
 def center_train_cases(wildcards):
@@ -361,16 +497,16 @@ HUMAN_READERS = [r for r in READERS if r not in config["cohort"]["repeats"]]
 def segmentation_mask_rows(wildcards):
     """[case, name, path] for every reader / pseudo-reader mask of one batch x sequence."""
     return [
-        [c, r, f"{case_dir(c, wildcards.seq)}/mask_{r}.nii.gz"]
-        for c in BATCHES[wildcards.center][wildcards.batch]
+        [c, r, case_file(c, wildcards.seq, f"mask_{r}.nii.gz")]
+        for c in wildcard_batch(wildcards)
         for r in HUMAN_READERS + SEG_READERS
     ]
 
 
 def segmentation_membership_rows(wildcards):
     return [
-        [c, r, f"{case_dir(c, wildcards.seq)}/membership_{r}.nii.gz"]
-        for c in BATCHES[wildcards.center][wildcards.batch]
+        [c, r, case_file(c, wildcards.seq, f"membership_{r}.nii.gz")]
+        for c in wildcard_batch(wildcards)
         for r in SEG_READERS
     ]
 
@@ -378,21 +514,19 @@ def segmentation_membership_rows(wildcards):
 def segmentation_image_rows(wildcards):
     """[case, path] of the prepared image per case (overlay figure of the agreement)."""
     return [
-        [c, f"{case_dir(c, wildcards.seq)}/prepared.nii.gz"]
-        for c in BATCHES[wildcards.center][wildcards.batch]
+        [c, case_file(c, wildcards.seq, "prepared.nii.gz")]
+        for c in wildcard_batch(wildcards)
     ]
 
 
-def segmentation_image_files(wildcards):
-    return [row[1] for row in segmentation_image_rows(wildcards)]
-
-
-def segmentation_mask_files(wildcards):
-    return [row[2] for row in segmentation_mask_rows(wildcards)]
-
-
-def segmentation_membership_files(wildcards):
-    return [row[2] for row in segmentation_membership_rows(wildcards)]
+def segmentation_folders(wildcards):
+    """The batch folders holding the batch's prepared images and every mask."""
+    names = ["prepared.nii.gz"] + [
+        f"mask_{r}.nii.gz" for r in HUMAN_READERS + SEG_READERS
+    ]
+    return folders_of(
+        [(c, wildcards.seq, n) for c in wildcard_batch(wildcards) for n in names]
+    )
 
 
 def segmentation_pieces(wildcards):
@@ -407,16 +541,18 @@ def deep_crop_rows(wildcards):
     return [
         (
             c,
-            f"{case_dir(c, wildcards.seq)}/image.nii.gz",
-            f"{case_dir(c, wildcards.seq)}/mask_{MODEL_READER}.nii.gz",
+            case_file(c, wildcards.seq, "image.nii.gz"),
+            case_file(c, wildcards.seq, f"mask_{MODEL_READER}.nii.gz"),
         )
         for c in batch_train_cases(wildcards)
     ]
 
 
 def deep_crop_inputs(wildcards):
-    rows = deep_crop_rows(wildcards)
-    return {"images": [r[1] for r in rows], "masks": [r[2] for r in rows]}
+    names = ["image.nii.gz", f"mask_{MODEL_READER}.nii.gz"]
+    return folders_of(
+        [(c, wildcards.seq, n) for c in batch_train_cases(wildcards) for n in names]
+    )
 
 
 def deep_crop_pieces(wildcards):
@@ -431,15 +567,17 @@ def deep_crop_pieces(wildcards):
 def qc_rows(wildcards):
     """[case, seq, qc.json, normalisation.json] of one batch's cases (every sequence)."""
     return [
-        [c, s, f"{case_dir(c, s)}/qc.json", f"{case_dir(c, s)}/normalisation.json"]
-        for c in BATCHES[wildcards.center][wildcards.batch]
+        [c, s, case_file(c, s, "qc.json"), case_file(c, s, "normalisation.json")]
+        for c in wildcard_batch(wildcards)
         for s in SEQS
     ]
 
 
 def qc_inputs(wildcards):
-    rows = qc_rows(wildcards)
-    return {"qc": [r[2] for r in rows], "normalisation": [r[3] for r in rows]}
+    names = ["qc.json", "normalisation.json"]
+    return folders_of(
+        [(c, s, n) for c in wildcard_batch(wildcards) for s in SEQS for n in names]
+    )
 
 
 def segmentation_outputs():
@@ -472,16 +610,11 @@ MEDIAN_SPACING = (
 
 
 def prepare_cfg(wildcards):
-    """Preprocessing settings of one case x sequence (modality, training-median
-    spacing, and the DICOM settings the case's files need: radstudy.cohort)."""
+    """Preprocessing settings of one sequence (modality, training-median spacing; each
+    case's DICOM settings are in prepare_cases)."""
     cfg = {**config["preprocess"], "modality": config["cohort"]["modality"]}
     if wildcards.seq in MEDIAN_SPACING:
         cfg["median_spacing"] = MEDIAN_SPACING[wildcards.seq]
-    dicom = rs_cohort.prepare_dicom_settings(
-        config, wildcards.seq, SHEET_ROWS[wildcards.case], PREP_MASKS
-    )
-    if dicom:  # none for image files: their params stay as they were
-        cfg["dicom"] = dicom
     return cfg
 
 
@@ -504,15 +637,24 @@ def export_outputs():
 NNUNET_GPUS = rs_nnunet.train_gpus(config["segmentation"])
 
 
-def nnunet_training_inputs(wildcards):
+def nnunet_training_files(wildcards):
     """Prepared images and reference-reader masks of the TRAINING cases only (in
     TRAIN_IDS order): the only cases nnU-Net is trained on."""
     return {
-        "images": [f"{case_dir(c, wildcards.seq)}/prepared.nii.gz" for c in TRAIN_IDS],
+        "images": [case_file(c, wildcards.seq, "prepared.nii.gz") for c in TRAIN_IDS],
         "masks": [
-            f"{case_dir(c, wildcards.seq)}/mask_{REF_READER}.nii.gz" for c in TRAIN_IDS
+            case_file(c, wildcards.seq, f"mask_{REF_READER}.nii.gz") for c in TRAIN_IDS
         ],
     }
+
+
+def nnunet_training_inputs(wildcards):
+    """The prepare_image folders of the batches that hold training cases."""
+    return batch_pieces(
+        "results/cases/{seq}/{center}/batch{batch}/prepared",
+        TRAIN_BATCH_KEYS,
+        seq=wildcards.seq,
+    )
 
 
 def nnunet_model(wildcards):
@@ -521,36 +663,22 @@ def nnunet_model(wildcards):
     return ready if ready else f"results/nnunet/{wildcards.seq}/model"
 
 
-CASE_BATCH = {
-    case: (c, b) for c in BATCHES for b, cases in BATCHES[c].items() for case in cases
-}
-
-
 def nnunet_batch_images(wildcards):
     """case -> prepared image of one extraction batch (every case: test and external
     cases are predicted by the frozen model)."""
     return {
-        c: f"{case_dir(c, wildcards.seq)}/prepared.nii.gz"
-        for c in BATCHES[wildcards.center][wildcards.batch]
+        c: case_file(c, wildcards.seq, "prepared.nii.gz")
+        for c in wildcard_batch(wildcards)
     }
 
 
 def nnunet_batch_inputs(wildcards):
-    return {
-        "images": list(nnunet_batch_images(wildcards).values()),
-        "model": nnunet_model(wildcards),
-    }
+    return {"prepared": prepared_folder(wildcards), "model": nnunet_model(wildcards)}
 
 
 def nnunet_batch_runtime(wildcards):
     """Minutes for one batch's predictions: 10 per case on a CPU (a large 3d volume)."""
     return 10 * len(BATCHES[wildcards.center][wildcards.batch]) + 10
-
-
-def nnunet_case_predictions(wildcards):
-    """The prediction folder of the batch that holds ``wildcards.case``."""
-    center, batch = CASE_BATCH[wildcards.case]
-    return f"results/nnunet/{wildcards.seq}/predictions/{center}/batch{batch}"
 
 
 def nnunet_train_cfg():
@@ -559,6 +687,14 @@ def nnunet_train_cfg():
 
 def nnunet_predict_device():
     return rs_nnunet.predict_device(config["segmentation"])
+
+
+def export_mask_folder(wildcards):
+    return case_folder(wildcards.case, wildcards.seq, f"mask_{wildcards.reader}.nii.gz")
+
+
+def export_mask_file(wildcards):
+    return case_file(wildcards.case, wildcards.seq, f"mask_{wildcards.reader}.nii.gz")
 
 
 def export_dicom_settings(wildcards):

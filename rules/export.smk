@@ -1,7 +1,7 @@
 """Pseudo-reader masks back to PACS as DICOM SEG or RTSTRUCT (segmentation.export:
 dicom_seg or rtstruct).
 
-Inputs:  the sheet's DICOM image folder, results/cases/{case}/{seq}/mask_{reader}.nii.gz
+Inputs:  the sheet's DICOM image folder, the case's mask_{reader}.nii.gz (its batch folder)
 Outputs: export/{fmt}/{case}/{seq}/{reader}.dcm   a SEG (fmt dicom_seg) or an RTSTRUCT
          (fmt rtstruct) on the source series (it names the patient, as such a file
          must: outside results/, which holds no tag)
@@ -12,7 +12,7 @@ Only cases whose image is a DICOM folder; a case excluded upstream gets a marker
 rule export_mask:
     input:
         image=sheet_image,
-        mask="results/cases/{case}/{seq}/mask_{reader}.nii.gz",
+        folder=export_mask_folder,
     output:
         export="export/{fmt}/{case}/{seq}/{reader}.dcm",
     log:
@@ -27,6 +27,7 @@ rule export_mask:
         runtime=10,
     params:
         code=code_version("export_mask"),
+        mask=export_mask_file,
         dicom=export_dicom_settings,
         method=config["segmentation"]["method"],
     script:

@@ -1,6 +1,7 @@
 """Feature extraction.
 
-Inputs:  results/cases/{case}/{seq}/image.nii.gz, mask_{reader}.nii.gz
+Inputs:  the cases' image.nii.gz and mask_{reader}.nii.gz (the batch folders of
+         normalize_image, prepare_image and the pseudo-readers' segmentation)
 Outputs: results/features/radiomics/{seq}/{center}/batch{batch}.parquet  pyradiomics,
              long table (case_id, reader, feature, value) of one batch of cases
          results/features/radiomics/{seq}/{center}/batch{batch}.excluded.tsv
@@ -22,9 +23,9 @@ Every reader's mask of a case is extracted in one pass: each image filter (wavel
 LoG, ...) is applied once for all the masks (radstudy.features.compute_features).
 Only the masks the analysis uses are extracted: the model reader's for every case,
 every reader's for training cases (the ICC is computed on training cases only).
-Groups (for cluster bundling): prepare_image and segment_slic_fcm form "prepare";
-normalize_image and extract_radiomics form "case" (normalisation may wait for the
-cohort-level Nyul fit, so the two halves cannot share one group). extract_deep
+Groups (for cluster bundling): a batch's prepare_image and segment_slic_fcm form
+"prepare"; its normalize_image and extract_radiomics form "case" (normalisation may
+wait for the cohort-level Nyul fit, so the two halves cannot share one group). extract_deep
 runs per center x sequence (the network is loaded once per center; a new center
 gets its own job) and may wait for fit_deep.
 """
@@ -32,7 +33,7 @@ gets its own job) and may wait for fit_deep.
 
 rule extract_radiomics:
     input:
-        unpack(batch_inputs),
+        folders=batch_inputs,
     output:
         features="results/features/radiomics/{seq}/{center}/batch{batch}.parquet",
         excluded="results/features/radiomics/{seq}/{center}/batch{batch}.excluded.tsv",
@@ -58,7 +59,7 @@ rule extract_radiomics:
 
 rule crop_deep:
     input:
-        unpack(deep_crop_inputs),
+        folders=deep_crop_inputs,
     output:
         crops="results/models/deep/crops/{seq}/{center}/batch{batch}.npz",
     log:
@@ -122,6 +123,7 @@ rule extract_deep:
     params:
         code=code_version("extract_deep"),
         cases=lambda wildcards: center_cases(wildcards.center),
+        files=deep_center_files,
         cfg=config["deep"],
         seed=config["seed"],
     script:

@@ -1,8 +1,8 @@
 """nnU-Net v2 as a pseudo-reader (segmentation.method nnunet; radstudy.nnunet).
 
 Trained inside the study (no segmentation.nnunet_model, nnunet_train true), per sequence:
-Inputs:  results/cases/{case}/{seq}/prepared.nii.gz + mask_{reference reader}.nii.gz
-         of the TRAINING cases only (the fit discipline: never a test or external case)
+Inputs:  prepared.nii.gz + mask_{reference reader}.nii.gz (rule prepare_image's batch
+         folders) of the TRAINING cases only (the fit discipline: never a test or external case)
 Outputs: results/nnunet/{seq}/raw/Dataset001_{seq}/  nnU-Net raw dataset (dataset.json,
              imagesTr/, labelsTr/), results/nnunet/{seq}/export.json (cases, left out)
          results/nnunet/{seq}/preprocessed/           nnU-Net plans + preprocessed data
@@ -11,22 +11,16 @@ Outputs: results/nnunet/{seq}/raw/Dataset001_{seq}/  nnU-Net raw dataset (datase
 Every case (the trained model, or a ready one: segmentation.nnunet_model), predicted per
 extraction batch (rule predict_nnunet: torch and the model load once per batch):
          results/nnunet/{seq}/predictions/{center}/batch{batch}/  {case}_mask.nii.gz,
-             {case}_membership.nii.gz (exclusion markers for a case it could not predict)
-         results/cases/{case}/{seq}/mask_nnunet.nii.gz        predicted tumor mask
-         results/cases/{case}/{seq}/membership_nnunet.nii.gz  foreground probability
-             (rule segment_nnunet: copied from the batch, a local job)
+             {case}_membership.nii.gz (exclusion markers for a case it could not predict):
+             the pseudo-reader "nnunet"'s mask and foreground probability
 Training is one job (threads, and a GPU with nnunet_device cuda: resources gpu); a new
 center's cases are predicted with the frozen model and train nothing.
 """
 
 
-localrules:
-    segment_nnunet,
-
-
 rule export_nnunet_dataset:
     input:
-        unpack(nnunet_training_inputs),
+        prepared=nnunet_training_inputs,
     output:
         raw=directory("results/nnunet/{seq}/raw"),
         summary="results/nnunet/{seq}/export.json",
@@ -41,6 +35,7 @@ rule export_nnunet_dataset:
     params:
         code=code_version("export_nnunet_dataset"),
         cases=TRAIN_IDS,
+        files=nnunet_training_files,
         modality=config["cohort"]["modality"],
     script:
         "../scripts/export_nnunet_dataset.py"
@@ -115,23 +110,3 @@ rule predict_nnunet:
         device=nnunet_predict_device(),
     script:
         "../scripts/predict_nnunet.py"
-
-
-rule segment_nnunet:
-    input:
-        predictions=nnunet_case_predictions,
-    output:
-        mask="results/cases/{case}/{seq}/mask_nnunet.nii.gz",
-        membership="results/cases/{case}/{seq}/membership_nnunet.nii.gz",
-    log:
-        "logs/segment_nnunet/{case}_{seq}.log",
-    conda:
-        "../envs/nnunet.yaml"
-    threads: 1
-    resources:
-        mem_mb=100,
-        runtime=1,
-    shell:
-        "(cp {input.predictions}/{wildcards.case}_mask.nii.gz {output.mask}"
-        " && cp {input.predictions}/{wildcards.case}_membership.nii.gz {output.membership})"
-        " > {log} 2>&1"

@@ -1,14 +1,20 @@
 """Per-case preprocessing: import + QC, resample, bias correction, normalisation.
 
+Per extraction batch x sequence (each center's cases in runs of features.batch_size):
+one job per batch writes a folder with a subfolder per case, each case in its own
+forked process (radstudy.casestep.run_case_batch: a crash excludes that case only).
 Inputs:  the sheet's image_{seq} and mask_{reader} files (+ organ mask)
-Outputs: results/cases/{case}/{seq}/prepared.nii.gz   resampled, N4 (MRI) / HU window (CT)
-         results/cases/{case}/{seq}/mask_{reader}.nii.gz  reader masks on that grid
-         results/cases/{case}/{seq}/qc.json            preflight QC + preprocessing record
+Outputs: results/cases/{seq}/{center}/batch{batch}/prepared/{case}/
+             prepared.nii.gz     resampled, N4 (MRI) / HU window (CT)
+             mask_{reader}.nii.gz  reader (and organ) masks on that grid
+             qc.json             preflight QC + preprocessing record
          results/normalisation/{seq}/{center}/batch{batch}.json  mapped Nyul landmarks
              of one extraction batch's training cases (rule fit_nyul merges them)
          results/normalisation/nyul_{seq}.json         Nyul landmarks (training cases only):
              the mean of the batches' landmarks
-         results/cases/{case}/{seq}/image.nii.gz       normalised image (features use this)
+         results/cases/{seq}/{center}/batch{batch}/normalised/{case}/
+             image.nii.gz        normalised image (features use this)
+             normalisation.json  what normalisation did
          results/cohort/qc/{center}/batch{batch}.json  one batch's qc.json and
              normalisation.json records (the report reads these, not every case's files)
 A case that fails QC gets exclusion markers instead (radstudy.casestep).
@@ -21,29 +27,24 @@ localrules:
 
 rule prepare_image:
     input:
-        image=sheet_image,
-        masks=sheet_mask_files,
+        unpack(prepare_inputs),
     output:
-        image="results/cases/{case}/{seq}/prepared.nii.gz",
-        masks=expand(
-            "results/cases/{{case}}/{{seq}}/mask_{reader}.nii.gz", reader=PREP_MASKS
-        ),
-        qc="results/cases/{case}/{seq}/qc.json",
+        prepared=directory("results/cases/{seq}/{center}/batch{batch}/prepared"),
     log:
-        "logs/prepare_image/{case}_{seq}.log",
+        "logs/prepare_image/{center}_{seq}_batch{batch}.log",
     benchmark:
-        "benchmarks/prepare_image/{case}_{seq}.tsv"
+        "benchmarks/prepare_image/{center}_{seq}_batch{batch}.tsv"
     group:
         "prepare"
     conda:
         "../envs/imaging.yaml"
-    threads: 1
+    threads: PER_CASE_THREADS  # cases of the batch at once (see common.smk)
     resources:
-        mem_mb=2000,
-        runtime=20,
+        mem_mb=lambda wildcards, threads: 2000 * threads,
+        runtime=lambda wildcards, threads: batch_case_runtime(wildcards, threads, 5),
     params:
         code=code_version("prepare_image"),
-        masks=sheet_masks,
+        cases=prepare_cases,
         readers=PREP_MASKS,
         ref_reader=REF_READER,
         cfg=prepare_cfg,
@@ -53,7 +54,7 @@ rule prepare_image:
 
 rule measure_nyul:
     input:
-        unpack(nyul_batch_inputs),
+        prepared=prepared_folder,
     output:
         landmarks="results/normalisation/{seq}/{center}/batch{batch}.json",
     log:
@@ -67,6 +68,7 @@ rule measure_nyul:
     params:
         code=code_version("measure_nyul"),
         cases=batch_train_cases,
+        files=nyul_batch_files,
         cfg=config["preprocess"],
     script:
         "../scripts/measure_nyul.py"
@@ -95,24 +97,22 @@ rule fit_nyul:
 
 rule normalize_image:
     input:
-        unpack(normalization_extra),
-        image="results/cases/{case}/{seq}/prepared.nii.gz",
-        mask=f"results/cases/{{case}}/{{seq}}/mask_{REF_READER}.nii.gz",
+        unpack(normalization_inputs),
     output:
-        image="results/cases/{case}/{seq}/image.nii.gz",
-        qc="results/cases/{case}/{seq}/normalisation.json",
+        normalised=directory("results/cases/{seq}/{center}/batch{batch}/normalised"),
     log:
-        "logs/normalize_image/{case}_{seq}.log",
+        "logs/normalize_image/{center}_{seq}_batch{batch}.log",
     group:
         "case"
     conda:
         "../envs/imaging.yaml"
-    threads: 1
+    threads: PER_CASE_THREADS
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=lambda wildcards, threads: 2000 * threads,
+        runtime=lambda wildcards, threads: batch_case_runtime(wildcards, threads, 2),
     params:
         code=code_version("normalize_image"),
+        cases=normalization_cases,
         cfg=config["preprocess"],
     script:
         "../scripts/normalize_image.py"
@@ -120,7 +120,7 @@ rule normalize_image:
 
 rule collect_qc:
     input:
-        unpack(qc_inputs),
+        folders=qc_inputs,
     output:
         records="results/cohort/qc/{center}/batch{batch}.json",
     log:

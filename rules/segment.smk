@@ -1,15 +1,16 @@
 """Unsupervised segmentation as an extra pseudo-reader, and agreement analysis.
 
-Inputs:  results/cases/{case}/{seq}/prepared.nii.gz (+ mask_organ.nii.gz), reader masks
-Outputs: results/cases/{case}/{seq}/mask_slic.nii.gz        SLIC superpixels + fuzzy c-means
-         results/cases/{case}/{seq}/membership_slic.nii.gz  fuzzy membership (soft output)
+Inputs:  prepare_image's batch folders: prepared.nii.gz (+ mask_organ.nii.gz), reader masks
+Outputs: results/cases/{seq}/{center}/batch{batch}/slic/{case}/  per extraction batch
+             mask_slic.nii.gz        SLIC superpixels + fuzzy c-means
+             membership_slic.nii.gz  fuzzy membership (soft output)
          results/segmentation/{seq}/{center}/batch{batch}.json  per-case Dice, volumes and
              entropy of one extraction batch (radstudy.agreement), merged into
          results/segmentation/{seq}/dice_pairwise.tsv, dice_matrix.tsv, volume_error.tsv,
              volume_summary.tsv, entropy.tsv   readers vs consensus vs methods
          results/segmentation/{seq}/overlay.png  best / median / worst case by Dice
 With segmentation.method slic_fcm, features of pseudo-reader "slic" exist too; nnU-Net
-(pseudo-reader "nnunet", rule segment_nnunet) is in rules/nnunet.smk.
+(pseudo-reader "nnunet", rule predict_nnunet) is in rules/nnunet.smk.
 """
 
 
@@ -19,25 +20,24 @@ localrules:
 
 rule segment_slic_fcm:
     input:
-        image=rules.prepare_image.output.image,
-        organ=organ_mask,
+        prepared=prepared_folder,
     output:
-        mask="results/cases/{case}/{seq}/mask_slic.nii.gz",
-        membership="results/cases/{case}/{seq}/membership_slic.nii.gz",
+        slic=directory("results/cases/{seq}/{center}/batch{batch}/slic"),
     log:
-        "logs/segment_slic_fcm/{case}_{seq}.log",
+        "logs/segment_slic_fcm/{center}_{seq}_batch{batch}.log",
     benchmark:
-        "benchmarks/segment_slic_fcm/{case}_{seq}.tsv"
+        "benchmarks/segment_slic_fcm/{center}_{seq}_batch{batch}.tsv"
     group:
         "prepare"
     conda:
         "../envs/imaging.yaml"
-    threads: 1
+    threads: PER_CASE_THREADS
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=lambda wildcards, threads: 4000 * threads,
+        runtime=lambda wildcards, threads: batch_case_runtime(wildcards, threads, 5),
     params:
         code=code_version("segment_slic_fcm"),
+        cases=slic_cases,
         cfg=config["segmentation"],
         seed=config["seed"],
     script:
@@ -46,9 +46,7 @@ rule segment_slic_fcm:
 
 rule measure_segmentation:
     input:
-        masks=segmentation_mask_files,
-        memberships=segmentation_membership_files,
-        images=segmentation_image_files,
+        folders=segmentation_folders,
     output:
         piece="results/segmentation/{seq}/{center}/batch{batch}.json",
     log:

@@ -22,10 +22,10 @@ def main(sm) -> None:
     write = WRITERS[sm.wildcards.fmt]
     run_case_step(
         case,
-        inputs=[sm.input.mask],
+        inputs=[sm.params.mask],
         outputs=[sm.output.export],
         step=lambda: write(
-            sitk.ReadImage(sm.input.mask),
+            sitk.ReadImage(sm.params.mask),
             sm.input.image,
             case,
             sm.output.export,

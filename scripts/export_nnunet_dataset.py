@@ -14,7 +14,11 @@ from radstudy.nnunet import export_dataset
 def main(sm) -> None:
     setup_logging(sm.log[0])
     cases = dict(
-        zip(sm.params.cases, zip(sm.input.images, sm.input.masks, strict=True), strict=True)
+        zip(
+            sm.params.cases,
+            zip(sm.params.files["images"], sm.params.files["masks"], strict=True),
+            strict=True,
+        )
     )
     summary = export_dataset(cases, sm.output.raw, sm.wildcards.seq, sm.params.modality)
     with open(sm.output.summary, "w") as fh:

@@ -13,7 +13,9 @@ from radstudy.logs import setup_logging
 def main(sm) -> None:
     setup_logging(sm.log[0])
     extract_deep_center(
-        list(zip(sm.params.cases, sm.input.images, sm.input.masks, strict=True)),
+        list(
+            zip(sm.params.cases, sm.params.files["images"], sm.params.files["masks"], strict=True)
+        ),
         sm.wildcards.seq,
         sm.input.get("checkpoint"),  # trained in the workflow; else deep.weights
         sm.output.features,

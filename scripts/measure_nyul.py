@@ -12,8 +12,10 @@ from radstudy.preprocess import nyul_piece
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    masks = list(sm.input.masks) if "masks" in sm.input.keys() else None
-    nyul_piece(sm.params.cases, list(sm.input.images), masks, sm.output.landmarks, sm.params.cfg)
+    files = sm.params.files
+    nyul_piece(
+        sm.params.cases, files["images"], files.get("masks"), sm.output.landmarks, sm.params.cfg
+    )
 
 
 main(snakemake)  # noqa: F821

@@ -1,4 +1,5 @@
-"""Glue for rule normalize_image: z-score in ROI or Nyul landmarks, one case x seq."""
+"""Glue for rule normalize_image: z-score in ROI or Nyul landmarks, one batch of cases x
+one sequence (each case in its own process: radstudy.casestep.run_case_batch)."""
 
 import sys
 
@@ -6,29 +7,32 @@ import sys
 # installed radstudy, e.g. from another clone, would win otherwise)
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 
-from radstudy.casestep import run_case_step
+from radstudy.casestep import CaseJob, run_case_batch
 from radstudy.logs import setup_logging
 from radstudy.preprocess import normalize_case
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    nyul, region = sm.input.get("nyul"), sm.input.get("region")
-    run_case_step(
-        sm.wildcards.case,
-        inputs=[sm.input.image, sm.input.mask, region],
-        outputs=[sm.output.image, sm.output.qc],
-        step=lambda: normalize_case(
-            sm.wildcards.case,
-            sm.input.image,
-            sm.input.mask,
-            sm.output.image,
-            sm.params.cfg,
-            nyul_json=nyul,
-            region_mask_path=region,
-            out_qc_json=sm.output.qc,
-        ),
-    )
+    nyul = sm.input.get("nyul")
+    jobs = {
+        case: CaseJob(
+            inputs=[c["image"], c["mask"], c["region"]],
+            outputs=[c["out_image"], c["out_qc"]],
+            step=lambda case=case, c=c: normalize_case(
+                case,
+                c["image"],
+                c["mask"],
+                c["out_image"],
+                sm.params.cfg,
+                nyul_json=nyul,
+                region_mask_path=c["region"],
+                out_qc_json=c["out_qc"],
+            ),
+        )
+        for case, c in sm.params.cases.items()
+    }
+    run_case_batch(jobs, workers=sm.threads)
 
 
 main(snakemake)  # noqa: F821

@@ -1,4 +1,5 @@
-"""Glue for rule segment_slic_fcm: SLIC superpixels + fuzzy c-means tumor mask."""
+"""Glue for rule segment_slic_fcm: SLIC superpixels + fuzzy c-means tumor masks of one
+batch of cases x one sequence (each case in its own process)."""
 
 import sys
 
@@ -6,28 +7,30 @@ import sys
 # installed radstudy, e.g. from another clone, would win otherwise)
 sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 
-from radstudy.casestep import run_case_step
+from radstudy.casestep import CaseJob, run_case_batch
 from radstudy.logs import setup_logging
 from radstudy.segment import segment_case
 
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    organ = sm.input.organ[0] if sm.input.organ else None
-    run_case_step(
-        sm.wildcards.case,
-        inputs=[sm.input.image, organ],
-        outputs=[sm.output.mask, sm.output.membership],
-        step=lambda: segment_case(
-            sm.wildcards.case,
-            sm.input.image,
-            organ,
-            sm.output.mask,
-            sm.output.membership,
-            sm.params.cfg,
-            sm.params.seed,
-        ),
-    )
+    jobs = {
+        case: CaseJob(
+            inputs=[c["image"], c["organ"]],
+            outputs=[c["out_mask"], c["out_membership"]],
+            step=lambda case=case, c=c: segment_case(
+                case,
+                c["image"],
+                c["organ"],
+                c["out_mask"],
+                c["out_membership"],
+                sm.params.cfg,
+                sm.params.seed,
+            ),
+        )
+        for case, c in sm.params.cases.items()
+    }
+    run_case_batch(jobs, workers=sm.threads)
 
 
 main(snakemake)  # noqa: F821

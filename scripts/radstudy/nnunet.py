@@ -372,7 +372,7 @@ def predict_case(predictor, image_path, out_mask, out_membership) -> dict:
 
 def batch_files(folder, case: str) -> tuple[Path, Path]:
     """Mask and membership of ``case`` in a batch's prediction folder (rule
-    predict_nnunet writes them, rule segment_nnunet puts them in the case's folder)."""
+    predict_nnunet writes them; the pseudo-reader "nnunet"'s files)."""
     return Path(folder) / f"{case}_mask.nii.gz", Path(folder) / f"{case}_membership.nii.gz"
 
 

@@ -95,6 +95,29 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
     ]
 
 
+PREDICTED = {"mask_nnunet.nii.gz": "mask", "membership_nnunet.nii.gz": "membership"}
+
+
+def case_file(workdir: Path, case: str, seq: str, name: str) -> Path:
+    """One case's file in a run (rules/common.smk case_file: the per-case stages write
+    one folder per extraction batch, a subfolder per case; nnU-Net's predictions sit in
+    its batch folders as {case}_mask.nii.gz)."""
+    if name in PREDICTED:
+        pattern = f"results/nnunet/{seq}/predictions/*/batch*/{case}_{PREDICTED[name]}.nii.gz"
+    else:
+        pattern = f"results/cases/{seq}/*/batch*/*/{case}/{name}"
+    hits = sorted(workdir.glob(pattern))
+    assert len(hits) <= 1, hits
+    return hits[0] if hits else workdir / f"missing/{case}/{seq}/{name}"
+
+
+def case_folder(workdir: Path, case: str, seq: str, stage: str = "prepared") -> Path:
+    """The folder of one case's files of one stage (prepared, slic, normalised)."""
+    hits = sorted(workdir.glob(f"results/cases/{seq}/*/batch*/{stage}/{case}"))
+    assert len(hits) == 1, (case, seq, stage, hits)
+    return hits[0]
+
+
 def run_snakemake(workdir: Path, *args: str, check: bool = True, env=None):
     """Run :func:`snakemake_command` and wait for it."""
     cmd = snakemake_command(workdir, *args)

@@ -96,8 +96,16 @@ def test_every_cohort_step_is_planned(plans):
         "cross_validate_model",
         "evaluate_model",
     } <= rules
-    per_case = {rule for rule, wc, _ in plans[16, 400] if "case=" in wc}
-    assert {"prepare_image", "normalize_image", "segment_slic_fcm"} <= per_case
+    per_batch = {rule for rule, wc, _ in plans[16, 400] if "batch=" in wc}
+    assert {"prepare_image", "normalize_image", "segment_slic_fcm"} <= per_batch
+
+
+def test_no_job_per_case(plans):
+    """The per-case stages run per extraction batch: one batch per center (batch_size
+    1000) plans the same jobs for 400 cases as for 40, and no job has a case wildcard."""
+    small, large = plans[1000, 40], plans[1000, 400]
+    assert sorted((r, wc) for r, wc, _ in small) == sorted((r, wc) for r, wc, _ in large)
+    assert not [(r, wc) for r, wc, _ in large if "case=" in wc]
 
 
 def test_cohort_jobs_list_no_more_inputs_for_ten_times_the_cases(plans):

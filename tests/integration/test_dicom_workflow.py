@@ -39,7 +39,7 @@ import SimpleITK as sitk
 from radstudy import dicomio
 from tests.dicom_fixtures import IDENTIFIERS, STS, write_study
 
-from .conftest import make_workdir, run_snakemake
+from .conftest import case_file, make_workdir, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -143,7 +143,7 @@ def _table(wd: Path) -> pd.DataFrame:
 
 
 def _qc(wd: Path, case: str) -> dict:
-    return json.loads((wd / "results/cases" / case / SEQ / "qc.json").read_text())
+    return json.loads(case_file(wd, case, SEQ, "qc.json").read_text())
 
 
 def test_every_dicom_case_gets_in(runs):
@@ -212,7 +212,7 @@ def test_pseudo_reader_masks_are_exported_as_dicom_seg(runs):
     wd, exported = runs["dicom"], 0
     for case in CASES:
         seg = wd / "export/dicom_seg" / case / SEQ / "slic.dcm"
-        mask = wd / "results/cases" / case / SEQ / "mask_slic.nii.gz"
+        mask = case_file(wd, case, SEQ, "mask_slic.nii.gz")
         if marker_reason(mask) is not None:  # SLIC found no tumour: the reason travels on
             assert marker_reason(seg) == marker_reason(mask)
             continue
@@ -238,11 +238,7 @@ def test_the_same_masks_export_as_rtstruct(runs):
     from radstudy.preprocess import resample_mask_to
 
     wd = runs["dicom"]
-    cases = [
-        c
-        for c in CASES
-        if marker_reason(wd / "results/cases" / c / SEQ / "mask_slic.nii.gz") is None
-    ]
+    cases = [c for c in CASES if marker_reason(case_file(wd, c, SEQ, "mask_slic.nii.gz")) is None]
     assert len(cases) >= 3, cases
     run_snakemake(wd, *(f"export/rtstruct/{c}/{SEQ}/slic.dcm" for c in cases))
     for case in cases:
@@ -250,7 +246,7 @@ def test_the_same_masks_export_as_rtstruct(runs):
         image, ref = read_image_ref(folder, case, {"series": {"description": ["*t1*"]}})
         rt = wd / "export/rtstruct" / case / SEQ / "slic.dcm"
         back = sitk.GetArrayFromImage(dicomio.read_mask(rt, case, image, ref, ["slic"])) > 0
-        mask = wd / "results/cases" / case / SEQ / "mask_slic.nii.gz"
+        mask = case_file(wd, case, SEQ, "mask_slic.nii.gz")
         want = sitk.GetArrayFromImage(resample_mask_to(sitk.ReadImage(str(mask)), image)) > 0
         dice = 2 * (back & want).sum() / (back.sum() + want.sum())
         assert dice >= 0.98, (case, dice)  # polygon contours through pixel centres

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from .conftest import MICRO_SPEC, make_workdir, micro_config, run_snakemake
+from .conftest import MICRO_SPEC, case_file, make_workdir, micro_config, run_snakemake
 
 pytestmark = pytest.mark.slow
 pytest.importorskip(
@@ -90,7 +90,7 @@ def test_trains_on_the_training_cases_only(nnunet_run):
     # the label is the reference reader's (R1) mask on the prepared grid
     case = sorted(train)[0]
     r1 = sitk.GetArrayFromImage(
-        sitk.ReadImage(str(nnunet_run / f"results/cases/{case}/{SEQ}/mask_R1.nii.gz"))
+        sitk.ReadImage(str(case_file(nnunet_run, case, SEQ, "mask_R1.nii.gz")))
     )
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "labelsTr" / f"{case}.nii.gz")))
     assert np.array_equal(label, (r1 > 0).astype(np.uint8))
@@ -101,10 +101,11 @@ def test_model_and_predictions_for_every_case(nnunet_run):
     model = folder / "nnUNetTrainer_1epoch__nnUNetPlans__2d"
     assert (model / "plans.json").is_file() and (model / "fold_all/checkpoint_final.pth").is_file()
     for case in _sheet(nnunet_run)["case_id"]:
-        d = nnunet_run / f"results/cases/{case}/{SEQ}"
-        image = sitk.ReadImage(str(d / "prepared.nii.gz"))
-        mask = sitk.ReadImage(str(d / "mask_nnunet.nii.gz"))
-        member = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "membership_nnunet.nii.gz")))
+        image = sitk.ReadImage(str(case_file(nnunet_run, case, SEQ, "prepared.nii.gz")))
+        mask = sitk.ReadImage(str(case_file(nnunet_run, case, SEQ, "mask_nnunet.nii.gz")))
+        member = sitk.GetArrayFromImage(
+            sitk.ReadImage(str(case_file(nnunet_run, case, SEQ, "membership_nnunet.nii.gz")))
+        )
         assert mask.GetSize() == image.GetSize()
         assert np.allclose(mask.GetSpacing(), image.GetSpacing())
         m = sitk.GetArrayFromImage(mask)
@@ -133,8 +134,8 @@ def test_nnunet_masks_feed_the_features(nnunet_run):
 
 
 def test_new_center_is_predicted_with_the_frozen_model(nnunet_run):
-    """A new (external) center adds only its per-case jobs: nnU-Net predicts its cases
-    and nothing is exported, planned or trained again."""
+    """A new (external) center adds only its own per-batch jobs: nnU-Net predicts its
+    cases and nothing is exported, planned or trained again."""
     sheet_path = nnunet_run / "data/cases.tsv"
     original = sheet_path.read_text()
     sheet = _sheet(nnunet_run)
@@ -150,12 +151,11 @@ def test_new_center_is_predicted_with_the_frozen_model(nnunet_run):
         triggers = ("--rerun-triggers", "mtime", "input")
         dry = run_snakemake(nnunet_run, *TARGETS, "--dry-run", "--quiet", "rules", *triggers)
         rules = planned_rules(dry)
-        assert {"predict_nnunet", "segment_nnunet"} <= rules, dry.stdout[-3000:]
+        assert {"prepare_image", "predict_nnunet"} <= rules, dry.stdout[-3000:]
         assert not rules & {"export_nnunet_dataset", "plan_nnunet", "train_nnunet"}, rules
         jobs = run_snakemake(nnunet_run, *TARGETS, "--dry-run", *triggers).stdout
-        predicted = set(re.findall(r"results/cases/(\w+)/T2/mask_nnunet\.nii\.gz", jobs))
-        assert predicted == set(new["case_id"])
         batches = set(re.findall(r"results/nnunet/T2/predictions/(\w+)/batch\d+", jobs))
         assert batches == {"D"}  # the new center's batch only: the old ones stay
+        assert set(re.findall(r"results/cases/T2/(\w+)/batch\d+/prepared", jobs)) == {"D"}
     finally:
         sheet_path.write_text(original)

@@ -29,7 +29,7 @@ from snakemake.utils import validate
 
 from radstudy.features import params_path
 
-from .conftest import REPO, run_snakemake
+from .conftest import REPO, case_file, run_snakemake
 
 PRESETS = sorted((REPO / "studies").glob("*.yaml"))
 SCHEMA = REPO / "config.schema.yaml"
@@ -280,7 +280,7 @@ def test_dry_run_plans_only_the_presets_models(runs, path):
     if "slic_fcm" in method:
         assert "segment_slic_fcm" in dry
     if "nnunet" in method and NNUNET_INSTALLED:
-        assert "train_nnunet" in dry and "segment_nnunet" in dry
+        assert "train_nnunet" in dry and "predict_nnunet" in dry
     assert ("extract_deep" in dry) == bool(cfg.get("deep", {}).get("enabled"))
     assert ("fit_nyul" in dry) == (cfg["preprocess"].get("normalization") == "nyul")
     assert ("fit_combat" in dry) and ("compute_icc" in dry)
@@ -490,7 +490,7 @@ def test_dlbr_slic_fcm_roi_nyul_combat_and_flow(dlbr):
         assert {"ci_low", "ci_high"} <= set(pairs.columns)
         assert (dlbr.wd / f"results/normalisation/nyul_{seq}.json").is_file()
         norm = json.loads(
-            (dlbr.wd / f"results/cases/H1001/{seq}/normalisation.json").read_text(encoding="utf-8")
+            case_file(dlbr.wd, "H1001", seq, "normalisation.json").read_text(encoding="utf-8")
         )
         assert norm["method"] == "nyul"
     combat = json.loads((dlbr.wd / "results/features/combat.json").read_text(encoding="utf-8"))
@@ -566,11 +566,11 @@ def test_segmentation_ct_window_and_median_spacing(seg):
     assert cfg["cohort"]["modality"] == "CT" and cfg["preprocess"]["hu_window"] == [0, 350]
     assert cfg["preprocess"]["spacing"] == "median"
     # the training (S1) median spacing, not the external center's, sets the grid
-    img = sitk.ReadImage(str(seg.wd / "results/cases/S2001/CT/image.nii.gz"))
+    img = sitk.ReadImage(str(case_file(seg.wd, "S2001", "CT", "image.nii.gz")))
     s1 = [0.7, 0.7, 2.5]
     assert img.GetSpacing() == pytest.approx(s1, rel=1e-3)
     arr = sitk.GetArrayFromImage(
-        sitk.ReadImage(str(seg.wd / "results/cases/S1001/CT/prepared.nii.gz"))
+        sitk.ReadImage(str(case_file(seg.wd, "S1001", "CT", "prepared.nii.gz")))
     )
     assert arr.min() >= 0 - 1e-3 and arr.max() <= 350 + 1e-3
 
@@ -650,9 +650,11 @@ def _largest_slice_mean(run: PresetRun, case: str) -> tuple[float, float]:
     """Mean intensity of the model-reader ROI: on its largest axial slice, and in 3D."""
     from radstudy.features import largest_slice_mask
 
-    d = run.wd / f"results/cases/{case}/T2"
-    img = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "image.nii.gz")))
-    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(d / "mask_R1.nii.gz"))) == 1
+    img = sitk.GetArrayFromImage(sitk.ReadImage(str(case_file(run.wd, case, "T2", "image.nii.gz"))))
+    mask = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(case_file(run.wd, case, "T2", "mask_R1.nii.gz")))
+    )
+    mask = mask == 1
     return float(img[largest_slice_mask(mask)].mean()), float(img[mask].mean())
 
 
@@ -726,7 +728,7 @@ def test_highrisk_metrics_on_external_center_b(nbh):
         "B": {"external"},
     }
     norm = json.loads(
-        (nbh.wd / "results/cases/A001/T2/normalisation.json").read_text(encoding="utf-8")
+        case_file(nbh.wd, "A001", "T2", "normalisation.json").read_text(encoding="utf-8")
     )
     assert norm["method"] == "zscore"
 

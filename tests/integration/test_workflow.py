@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from .conftest import make_workdir, run_snakemake, tiny_config
+from .conftest import case_file, make_workdir, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_report_and_tables_exist(demo_run):
     pairs = pd.read_csv(seg / "dice_pairwise.tsv", sep="\t")
     assert len(pairs) == 1 and 0.5 < pairs["mean"].iloc[0] <= 1
     assert (seg / "overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    norm = json.loads((wd / "results/cases/A001/T2/normalisation.json").read_text(encoding="utf-8"))
+    norm = json.loads(case_file(wd, "A001", "T2", "normalisation.json").read_text(encoding="utf-8"))
     assert norm["method"] == "zscore" and len(norm["roi_after"]) == len(norm["quantiles"])
 
 

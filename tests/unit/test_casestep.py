@@ -1,10 +1,21 @@
 """Exclusion markers: a bad case is excluded with its reason; others go on."""
 
+import errno
+import os
+import signal
+
 import pandas as pd
 import pytest
 
-from radstudy.casestep import marker_reason, run_case_step, run_isolated, write_marker
-from radstudy.errors import CaseError
+from radstudy.casestep import (
+    CaseJob,
+    marker_reason,
+    run_case_batch,
+    run_case_step,
+    run_isolated,
+    write_marker,
+)
+from radstudy.errors import CaseError, ConfigError
 from radstudy.tables import assemble_center, assemble_readers, collect_exclusions
 
 
@@ -156,3 +167,51 @@ def test_run_isolated_starts_items_in_the_given_order():
     assert [k for k, _, _ in run_isolated(_square_or_fail, items, 1)] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="every item once"):
         list(run_isolated(_square_or_fail, items, 1, order=["c", "a"]))
+
+
+def _batch_step(kind: str, out):
+    """A case step of run_case_batch: writes ``out`` or fails the way ``kind`` says."""
+
+    def step():
+        if kind == "case_error":
+            raise CaseError("c", "img.nii.gz", "mask is empty")
+        if kind == "segfault":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if kind == "config":
+            raise ConfigError("preprocess.spacing: unknown")
+        if kind == "disk":
+            raise OSError(errno.ENOSPC, "No space left on device", str(out))
+        out.write_text(f"ran in {os.getpid()}")
+
+    return step
+
+
+def test_run_case_batch_excludes_a_bad_or_crashed_case_only(tmp_path):
+    marker = tmp_path / "upstream.nii.gz"
+    write_marker(marker, "case d: img.nii.gz: not an image")
+    kinds = {"a": "ok", "b": "case_error", "c": "segfault", "d": "ok", "e": "ok"}
+    outs = {c: tmp_path / "batch" / c / "out.nii.gz" for c in kinds}
+    jobs = {
+        c: CaseJob([marker if c == "d" else None], [outs[c]], _batch_step(k, outs[c]))
+        for c, k in kinds.items()
+    }
+    for workers in (1, 2):
+        got = run_case_batch(jobs, workers=workers)
+        assert list(got) == sorted(kinds)
+        assert got["a"] is None and got["e"] is None
+        assert got["b"] == "case c: img.nii.gz: mask is empty"
+        assert got["c"] == "case c: crashed: its process was killed by SIGSEGV"
+        assert got["d"] == "case d: img.nii.gz: not an image"  # not run: its input is a marker
+        for case, reason in got.items():
+            assert marker_reason(outs[case]) == reason
+        pids = {outs[c].read_text() for c in ("a", "e")}
+        assert len(pids) == 2 and f"ran in {os.getpid()}" not in pids  # own processes
+
+
+def test_run_case_batch_stops_on_a_config_or_disk_problem(tmp_path):
+    out = tmp_path / "x" / "out.nii.gz"
+    with pytest.raises(ConfigError, match="preprocess.spacing"):
+        run_case_batch({"a": CaseJob([], [out], _batch_step("config", out))})
+    with pytest.raises(OSError) as err:
+        run_case_batch({"a": CaseJob([], [out], _batch_step("disk", out))})
+    assert err.value.errno == errno.ENOSPC and not out.exists()
