@@ -58,6 +58,10 @@ def build_cohort(root: Path) -> Path:
     if not (cohort / "cases.tsv").is_file():
         spec = yaml.safe_load((REPO / "config.yaml").read_text())["synthetic"]["spec"]
         generate_cohort(cohort, spec)
+        # the inputs an hour old: older than the outputs create_outputs stamps
+        old = time.time() - 3600
+        for p in cohort.rglob("*"):
+            os.utime(p, (old, old))
     return cohort
 
 
@@ -131,8 +135,16 @@ def planned_outputs(text: str) -> dict[str, list[str]]:
     return out
 
 
+# outputs that are folders: the per-batch stages' (a subfolder per case), nnU-Net's,
+# the report's figures
+FOLDERS = re.compile(
+    r"(/batch\d+/(prepared|slic|normalised)|/predictions/[^/]+/batch\d+"
+    r"|/nnunet/[^/]+/(raw|preprocessed|model)|/report/figures)$"
+)
+
+
 def create_outputs(wd: Path, text: str) -> int:
-    """Every planned output as an empty file (a folder for the report's figures),
+    """Every planned output as an empty file (a folder where the rule writes one),
     each stage one second newer than the stage before it."""
     order = [r for r, _ in job_stats(text)]
     outputs = planned_outputs(text)
@@ -141,7 +153,7 @@ def create_outputs(wd: Path, text: str) -> int:
     for rank, rule in enumerate(order):
         for rel in outputs.get(rule, []):
             p = wd / rel
-            if rule == "render_report" and p.name == "figures":
+            if FOLDERS.search(rel):
                 p.mkdir(parents=True, exist_ok=True)
             else:
                 p.parent.mkdir(parents=True, exist_ok=True)
