@@ -12,6 +12,7 @@ stops the run before any job starts (:class:`ConfigError`).
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -354,6 +355,34 @@ def _message(err, col: str, value) -> str:
     return err.message
 
 
+def _invalid_rows(records: list[dict], schema: dict) -> list[int]:
+    """Indices of the rows that break the row schema. The schema checks each cell on
+    its own (types, patterns, enums, bounds), so each column's distinct values are
+    checked once: a registry's sheet has 20,000 rows and few distinct values outside
+    its ids and paths (8 s per 20,000 rows row by row, measured). A schema with
+    anything else checks every row."""
+    if not set(schema) <= {"$schema", "description", "type", "properties", "required"}:
+        return list(range(len(records)))
+    cells = {col: Draft7Validator(sub) for col, sub in schema.get("properties", {}).items()}
+    required = schema.get("required", [])
+    known: dict = {}
+    bad = []
+    for i, rec in enumerate(records):
+        if any(col not in rec for col in required):
+            bad.append(i)
+            continue
+        for col, value in rec.items():
+            if col not in cells:
+                continue
+            key = (col, type(value), value)  # 1 and True are one dict key otherwise
+            if key not in known:
+                known[key] = cells[col].is_valid(value)
+            if not known[key]:
+                bad.append(i)
+                break
+    return bad
+
+
 def validate_sheet(df: pd.DataFrame, cfg: dict, schema: dict, sheet: str = "cases.tsv") -> None:
     """Raise ConfigError naming row (1-based data row + case id) and column."""
     req = required_columns(cfg)
@@ -364,8 +393,11 @@ def validate_sheet(df: pd.DataFrame, cfg: dict, schema: dict, sheet: str = "case
             f"(needed by config: {', '.join(req[c] for c in missing)})"
         )
     checked, errors = _numeric_problems(df, cfg, sheet)
-    validator = Draft7Validator(_row_schema(cfg, schema))
-    for i, rec in enumerate(_to_records(checked)):
+    row_schema = _row_schema(cfg, schema)
+    validator = Draft7Validator(row_schema)
+    records = _to_records(checked)
+    for i in _invalid_rows(records, row_schema):
+        rec = records[i]
         for err in sorted(validator.iter_errors(rec), key=lambda e: list(e.path)):
             col = err.path[0] if err.path else (err.validator_value or ["?"])[0]
             errors.append(
@@ -389,7 +421,7 @@ def check_files(df: pd.DataFrame, cfg: dict, sheet: str) -> None:
         if col not in df.columns:
             continue
         for i, value in enumerate(df[col]):
-            if value is not None and not Path(value).exists():
+            if value is not None and not os.path.exists(value):
                 problems.append(f"{_row(df, i, sheet)}, column '{col}': {value} does not exist")
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -422,18 +454,28 @@ def check_training_outcomes(df: pd.DataFrame, cfg: dict, sheet: str) -> None:
 
 
 def resolve_paths(df: pd.DataFrame, sheet_dir: Path, columns) -> pd.DataFrame:
-    """Make the paths in ``columns`` absolute, relative to the sheet's folder."""
+    """Make the paths in ``columns`` absolute, relative to the sheet's folder (symbolic
+    links resolved, as ``Path.resolve``). Each folder is resolved once: a registry's
+    sheet holds 100,000s of paths in a few folders, and resolving each path walks
+    every folder above it (23 s of a 20,000-case sheet's planning, measured)."""
     df = df.copy()
+    folders: dict[str, str] = {}
+
+    def absolute(v):
+        if v is None or os.path.isabs(v):
+            return v
+        full = os.path.join(sheet_dir, v)
+        parent, name = os.path.split(full)
+        if name in ("", ".", ".."):
+            return str(Path(full).resolve())
+        if parent not in folders:
+            folders[parent] = str(Path(parent).resolve())
+        out = os.path.join(folders[parent], name)
+        return str(Path(out).resolve()) if os.path.islink(out) else out
+
     for col in columns:
         if col in df.columns:
-            df[col] = [
-                None
-                if v is None
-                else str((sheet_dir / v).resolve())
-                if not Path(v).is_absolute()
-                else v
-                for v in df[col]
-            ]
+            df[col] = [absolute(v) for v in df[col]]
     return df
 
 

@@ -277,3 +277,31 @@ def test_the_fold_column_is_carried(tmp_path):
         load_cohort(_published(tmp_path), cfg, SCHEMA)
     cases, _ = load_cohort(_published(tmp_path, fold=["1", "2", "1", "2"]), cfg, SCHEMA)
     assert list(cases["fold"]) == [1, 2, 2, 1]
+
+
+def test_resolve_paths_resolves_links_like_path_resolve(tmp_path):
+    """Each folder is resolved once; the result is Path.resolve's: linked folders and
+    linked files followed, relative parts gone, absolute paths and gaps kept."""
+    from radstudy.cohort import resolve_paths
+
+    real = tmp_path / "real"
+    (real / "sub").mkdir(parents=True)
+    (real / "sub" / "a.nii.gz").write_bytes(b"x")
+    (real / "b.nii.gz").write_bytes(b"y")
+    sheet_dir = tmp_path / "sheet"
+    sheet_dir.mkdir()
+    (sheet_dir / "images").symlink_to(real)
+    (sheet_dir / "link.nii.gz").symlink_to(real / "b.nii.gz")
+    values = [
+        "images/sub/a.nii.gz",
+        "images/sub/../b.nii.gz",
+        "link.nii.gz",
+        "./images/b.nii.gz",
+        "missing/c.nii.gz",
+        str(real / "b.nii.gz"),
+        None,
+    ]
+    got = resolve_paths(pd.DataFrame({"p": values}), sheet_dir, ["p"])["p"].tolist()
+    want = [None if v is None else str((sheet_dir / v).resolve()) for v in values]
+    assert got == want
+    assert got[0] == str(real / "sub" / "a.nii.gz") and got[2] == str(real / "b.nii.gz")
