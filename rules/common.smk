@@ -734,16 +734,12 @@ def model_keys(wildcards):
 
 def model_threads(wildcards):
     """Threads of a model's fit job (a search runs its inner folds in parallel)."""
-    from radstudy.search import job_threads
-
-    return job_threads(config["models"][wildcards.endpoint][wildcards.model])
+    return rs_config.job_threads(config["models"][wildcards.endpoint][wildcards.model])
 
 
 def cv_threads(wildcards):
     """Threads of a model's CV job (its outer folds run side by side)."""
-    from radstudy.search import cv_job_threads
-
-    return cv_job_threads(config["models"][wildcards.endpoint][wildcards.model])
+    return rs_config.cv_job_threads(config["models"][wildcards.endpoint][wildcards.model])
 
 
 def null_check_model(wildcards):

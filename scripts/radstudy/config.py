@@ -413,3 +413,18 @@ def code_stamp(script: str | Path, package_dir: str | Path) -> str:
     for f in code_files(script, package_dir):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
+
+
+# Threads per model job: decided here, not in radstudy.search, because the workflow
+# asks at parse time and radstudy.search imports scikit-learn and Optuna (3 s).
+def job_threads(spec: dict) -> int:
+    """Threads worth giving a job that fits model ``spec``: a searched model runs its
+    inner-CV folds in parallel (at most 4), a fixed model runs on one."""
+    return min(4, int(spec["search"].get("inner_cv", 3))) if "search" in spec else 1
+
+
+def cv_job_threads(spec: dict) -> int:
+    """Threads worth giving the CV job of model ``spec``: its outer folds run one per
+    thread (radstudy.models.outer_folds), worth it for a searched model's nested
+    searches (at most 8); a fixed model's folds run on one."""
+    return 8 if "search" in spec else 1

@@ -77,19 +77,6 @@ SELECTOR_NAMES = {
 }
 
 
-def job_threads(spec: dict) -> int:
-    """Threads worth giving a job that fits model ``spec``: a searched model runs its
-    inner-CV folds in parallel (at most 4), a fixed model runs on one."""
-    return min(4, int(spec["search"].get("inner_cv", 3))) if "search" in spec else 1
-
-
-def cv_job_threads(spec: dict) -> int:
-    """Threads worth giving the CV job of model ``spec``: its outer folds run one per
-    thread (radstudy.models.outer_folds), worth it for a searched model's nested
-    searches (at most 8); a fixed model's folds run on one."""
-    return 8 if "search" in spec else 1
-
-
 # ----------------------------------------------------------------------------- rankings
 def relieff_weights(X: np.ndarray, y: np.ndarray, n_neighbors: int = 10) -> np.ndarray:
     """ReliefF weights of the columns of ``X`` for a binary ``y`` (Kononenko 1994).
