@@ -739,7 +739,9 @@ def model_threads(wildcards):
 
 def cv_threads(wildcards):
     """Threads of a model's CV job (its outer folds run side by side)."""
-    return rs_config.cv_job_threads(config["models"][wildcards.endpoint][wildcards.model])
+    return rs_config.cv_job_threads(
+        config["models"][wildcards.endpoint][wildcards.model]
+    )
 
 
 def null_check_model(wildcards):
