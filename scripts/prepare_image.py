@@ -9,7 +9,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 
 from radstudy.casestep import CaseJob, run_case_batch
 from radstudy.logs import setup_logging
-from radstudy.preprocess import prepare_case
+from radstudy.preprocess import prepare_case, warm_up
 
 
 def main(sm) -> None:
@@ -33,6 +33,7 @@ def main(sm) -> None:
                 cfg,
             ),
         )
+    warm_up(dicom=any(c["dicom"] for c in sm.params.cases.values()))
     run_case_batch(jobs, workers=sm.threads)
 
 

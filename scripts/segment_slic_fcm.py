@@ -9,7 +9,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 
 from radstudy.casestep import CaseJob, run_case_batch
 from radstudy.logs import setup_logging
-from radstudy.segment import segment_case
+from radstudy.segment import segment_case, warm_up
 
 
 def main(sm) -> None:
@@ -30,6 +30,7 @@ def main(sm) -> None:
         )
         for case, c in sm.params.cases.items()
     }
+    warm_up()
     run_case_batch(jobs, workers=sm.threads)
 
 

@@ -61,6 +61,13 @@ DEFAULTS: dict = {
 DIRECTIONS = ("hyper", "hypo", "auto")
 
 
+def warm_up() -> None:
+    """Import scikit-fuzzy and SLIC (imported on first use) before a batch forks its
+    case processes (radstudy.casestep.run_case_batch): once per batch, not per case."""
+    import skfuzzy  # noqa: F401
+    from skimage.segmentation import slic  # noqa: F401
+
+
 def resolve_direction(cfg: dict, sequence: str | None = None) -> str:
     """The tumor contrast direction for ``sequence`` (``auto`` when not listed)."""
     d = cfg.get("direction", "auto")
