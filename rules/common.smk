@@ -116,10 +116,13 @@ def center_cases(center):
     return CENTER_CASES[center]
 
 
-# feature-extraction batches: each center's sorted cases in near-equal runs of at
-# most batch_size, so a new center gets batches of its own and the old ones stay
+# extraction batches: each center's sorted cases in near-equal runs of at most
+# batch_size, so a new center gets batches of its own and the old ones stay; its
+# training cases and its other cases in batches of their own, so the per-batch pieces
+# of the fits (Nyul landmarks, deep crops, nnU-Net's dataset) list folders that hold
+# training cases only, and a changed test case reruns nothing fitted
 BATCHES = {
-    c: rs_cohort.batches(cases, config["features"]["batch_size"])
+    c: rs_cohort.split_batches(cases, TRAIN_SET, config["features"]["batch_size"])
     for c, cases in CENTER_CASES.items()
 }
 CASE_BATCH = {

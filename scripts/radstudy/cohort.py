@@ -644,6 +644,18 @@ def batches(cases: list[str], size: int) -> dict[str, list[str]]:
     return out
 
 
+def split_batches(cases: list[str], train, size: int) -> dict[str, list[str]]:
+    """:func:`batches` of one center's training cases (in ``train``), then of its other
+    cases, numbered on: no batch mixes the two, so a job that reads the batches of the
+    training cases (a fit's pieces) never lists a test or external case's folder."""
+    fit = batches([c for c in cases if c in train], size)
+    rest = batches([c for c in cases if c not in train], size)
+    out = dict(fit)
+    for i, run in enumerate(rest.values(), len(fit) + 1):
+        out[f"{i:03d}"] = run
+    return out
+
+
 def batch_threads(n_batches: int, cores: int, largest: int) -> int:
     """Threads per extraction batch job so that ``n_batches`` jobs fill ``cores``.
 

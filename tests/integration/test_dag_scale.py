@@ -10,13 +10,17 @@ A job is cohort-level when it has neither a case nor a center wildcard.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from .conftest import make_workdir, micro_config, run_snakemake
+from .conftest import REPO, make_workdir, micro_config, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -126,3 +130,46 @@ def test_cohort_jobs_grow_with_batches_not_cases(plans):
     over = {k: (small[k], large[k]) for k in small if large[k] - small[k] > extra}
     assert over == {}
     assert max(large.values()) < 400 // 4  # far below one input per case
+
+
+def _bench_dag():
+    spec = importlib.util.spec_from_file_location("bench_dag", REPO / "bench" / "bench_dag.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_changed_case_reruns_its_batch_and_nothing_fitted(tmp_path, micro_cohort):
+    """Precise reruns with per-batch jobs: every planned output stamped as made (as
+    bench_dag does), then one case's image changes. A test case reruns its own batch's
+    jobs and no fit's piece (training and other cases are batched apart); a training
+    case also reruns the pieces of its own batch and the fits."""
+    bench = _bench_dag()
+    cohort = tmp_path / "cohort"
+    shutil.copytree(micro_cohort, cohort, symlinks=True)
+    old = time.time() - 3600
+    for p in cohort.rglob("*"):
+        os.utime(p, (old, old))
+    wd = make_workdir(tmp_path / "wd", config(16))
+    (wd / "data").symlink_to(cohort)
+    bench.create_outputs(wd, run_snakemake(wd, "--dry-run").stdout)
+    assert "Nothing to be done" in run_snakemake(wd, "--dry-run").stdout
+    sheet = pd.read_csv(cohort / "cases.tsv", sep="\t", dtype=str, keep_default_na=False)
+    rows = sheet.set_index("case_id")
+    fits = {"measure_nyul", "fit_nyul", "crop_deep", "fit_deep"}
+    for split in ("test", "train"):
+        case = sheet.loc[(sheet["split"] == split) & (sheet["center"] == "A"), "case_id"].iloc[0]
+        image = cohort / rows.loc[case, "image_T2"]
+        os.utime(image)  # the case's image changed
+        jobs = planned_inputs(wd)
+        os.utime(image, (old, old))
+        # a training case's change refits the Nyul landmarks: every batch renormalises
+        rules = ("prepare_image", "normalize_image") if split == "test" else ("prepare_image",)
+        per_batch = {(r, wc) for r, wc, _ in jobs if r in rules}
+        batches = {re.search(r"batch=(\d+)", wc).group(1) for _, wc in per_batch}
+        assert len(batches) == 1 and all("center=A" in wc for _, wc in per_batch), per_batch
+        planned = {r for r, _, _ in jobs}
+        if split == "test":
+            assert not planned & fits, planned
+        else:
+            assert {"measure_nyul", "fit_nyul", "fit_deep"} <= planned, planned

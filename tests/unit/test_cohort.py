@@ -191,6 +191,21 @@ def test_batches_are_balanced_sorted_runs():
         batches(ids, 0)
 
 
+def test_split_batches_keep_training_cases_apart():
+    from radstudy.cohort import batches, split_batches
+
+    ids = [f"A{i:03d}" for i in range(1, 12)]
+    train = {"A001", "A002", "A004", "A005", "A007", "A008", "A010"}  # 7 of 11
+    got = split_batches(ids, train, 4)
+    assert got == {
+        "001": ["A001", "A002", "A004", "A005"],
+        "002": ["A007", "A008", "A010"],
+        "003": ["A003", "A006", "A009", "A011"],
+    }
+    assert split_batches(ids, set(ids), 4) == batches(ids, 4)
+    assert split_batches(ids, set(), 4)["001"] == ["A001", "A002", "A003", "A004"]
+
+
 def _published(tmp_path, name="t.csv.gz", **cols):
     df = pd.DataFrame(
         {
