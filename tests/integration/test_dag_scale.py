@@ -119,7 +119,9 @@ def test_cohort_jobs_list_no_more_inputs_for_ten_times_the_cases(plans):
     assert small.keys() == large.keys()
     grown = {k: (small[k], large[k]) for k in small if large[k] > small[k]}
     assert grown == {}
-    assert max(large.values()) < 40  # bounded by centers and artefacts, not cases
+    # bounded by centers, batches (a center's training and other cases: two each) and
+    # artefacts, not cases (the report lists the most: about 40 pieces and tables)
+    assert max(large.values()) < 400 // 8
 
 
 def test_cohort_jobs_grow_with_batches_not_cases(plans):
