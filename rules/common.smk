@@ -653,11 +653,7 @@ def nnunet_training_files(wildcards):
 
 def nnunet_training_inputs(wildcards):
     """The prepare_image folders of the batches that hold training cases."""
-    return batch_pieces(
-        "results/cases/{seq}/{center}/batch{batch}/prepared",
-        TRAIN_BATCH_KEYS,
-        seq=wildcards.seq,
-    )
+    return folders_of([(c, wildcards.seq, "prepared.nii.gz") for c in TRAIN_IDS])
 
 
 def nnunet_model(wildcards):
