@@ -4,6 +4,7 @@ slurm executor via profiles/slurm, results identical to a local run."""
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -26,6 +27,11 @@ def cluster():
     assert up.returncode == 0, up.stderr[-3000:]
     yield
     subprocess.run(["bash", str(SCRIPTS / "slurm-down.sh")], env=env, capture_output=True)
+    # the stopped cluster must not slow later snakemake starts: the SLURM plugin runs
+    # `scontrol show config` on each (9 s of retries against a stopped controller)
+    t0 = time.monotonic()
+    subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=30)
+    assert time.monotonic() - t0 < 3, "scontrol still waits for the stopped controller"
 
 
 def test_slurm_run_matches_local_run(tmp_path, cluster, micro_cohort, micro_run):
