@@ -40,4 +40,4 @@ rule all:
 # batches at a time (README "Very large cohorts")
 rule process_cases:
     input:
-        batch_pieces("results/cohort/qc/{center}/batch{batch}.json"),
+        qc_pieces(),

@@ -297,7 +297,8 @@ def slic_cases(wildcards):
 
 # ------------------------------------------------- per-batch pieces of cohort-level jobs
 # A cohort-level job lists one small piece per extraction batch (written by a per-batch
-# job: measure_nyul, measure_segmentation, crop_deep, collect_qc), never every case's
+# job: measure_nyul, measure_segmentation, crop_deep, normalize_image's QC records),
+# never every case's
 # files: its input list grows with the batches, and planning with the cohort (README
 # "Very large cohorts"; tests/integration/test_dag_scale.py).
 BATCH_KEYS = [(c, b) for c in CENTERS for b in BATCHES[c]]
@@ -497,38 +498,38 @@ def deep_endpoint(wildcards):
 HUMAN_READERS = [r for r in READERS if r not in config["cohort"]["repeats"]]
 
 
-def segmentation_mask_rows(wildcards):
-    """[case, name, path] for every reader / pseudo-reader mask of one batch x sequence."""
-    return [
-        [c, r, case_file(c, wildcards.seq, f"mask_{r}.nii.gz")]
-        for c in wildcard_batch(wildcards)
-        for r in HUMAN_READERS + SEG_READERS
-    ]
-
-
-def segmentation_membership_rows(wildcards):
-    return [
-        [c, r, case_file(c, wildcards.seq, f"membership_{r}.nii.gz")]
-        for c in wildcard_batch(wildcards)
-        for r in SEG_READERS
-    ]
-
-
-def segmentation_image_rows(wildcards):
-    """[case, path] of the prepared image per case (overlay figure of the agreement)."""
-    return [
-        [c, case_file(c, wildcards.seq, "prepared.nii.gz")]
-        for c in wildcard_batch(wildcards)
-    ]
+def segmentation_rows(wildcards):
+    """Per sequence, what rule measure_segmentation reads of one batch: ``masks``
+    [case, name, path] of every reader / pseudo-reader, ``memberships`` [case, name,
+    path] of the pseudo-readers, ``images`` [case, path] of the prepared image (the
+    agreement's overlay figure)."""
+    cases = wildcard_batch(wildcards)
+    return {
+        s: {
+            "masks": [
+                [c, r, case_file(c, s, f"mask_{r}.nii.gz")]
+                for c in cases
+                for r in HUMAN_READERS + SEG_READERS
+            ],
+            "memberships": [
+                [c, r, case_file(c, s, f"membership_{r}.nii.gz")]
+                for c in cases
+                for r in SEG_READERS
+            ],
+            "images": [[c, case_file(c, s, "prepared.nii.gz")] for c in cases],
+        }
+        for s in SEQS
+    }
 
 
 def segmentation_folders(wildcards):
-    """The batch folders holding the batch's prepared images and every mask."""
+    """The batch folders holding the batch's prepared images and every mask (every
+    sequence)."""
     names = ["prepared.nii.gz"] + [
         f"mask_{r}.nii.gz" for r in HUMAN_READERS + SEG_READERS
     ]
     return folders_of(
-        [(c, wildcards.seq, n) for c in wildcard_batch(wildcards) for n in names]
+        [(c, s, n) for c in wildcard_batch(wildcards) for s in SEQS for n in names]
     )
 
 
@@ -540,21 +541,25 @@ def segmentation_pieces(wildcards):
 
 
 def deep_crop_rows(wildcards):
-    """(case, image, mask) of one batch's training cases (the ResNet's training set)."""
-    return [
-        (
-            c,
-            case_file(c, wildcards.seq, "image.nii.gz"),
-            case_file(c, wildcards.seq, f"mask_{MODEL_READER}.nii.gz"),
-        )
-        for c in batch_train_cases(wildcards)
-    ]
+    """Per sequence, (case, image, mask) of one batch's training cases (the ResNet's
+    training set)."""
+    return {
+        s: [
+            (
+                c,
+                case_file(c, s, "image.nii.gz"),
+                case_file(c, s, f"mask_{MODEL_READER}.nii.gz"),
+            )
+            for c in batch_train_cases(wildcards)
+        ]
+        for s in SEQS
+    }
 
 
 def deep_crop_inputs(wildcards):
     names = ["image.nii.gz", f"mask_{MODEL_READER}.nii.gz"]
     return folders_of(
-        [(c, wildcards.seq, n) for c in batch_train_cases(wildcards) for n in names]
+        [(c, s, n) for c in batch_train_cases(wildcards) for s in SEQS for n in names]
     )
 
 
@@ -568,19 +573,21 @@ def deep_crop_pieces(wildcards):
 
 
 def qc_rows(wildcards):
-    """[case, seq, qc.json, normalisation.json] of one batch's cases (every sequence)."""
+    """[case, seq, qc.json, normalisation.json] of one batch x sequence's cases (the
+    QC records rule normalize_image writes beside its images)."""
+    s = wildcards.seq
     return [
         [c, s, case_file(c, s, "qc.json"), case_file(c, s, "normalisation.json")]
         for c in wildcard_batch(wildcards)
-        for s in SEQS
     ]
 
 
-def qc_inputs(wildcards):
-    names = ["qc.json", "normalisation.json"]
-    return folders_of(
-        [(c, s, n) for c in wildcard_batch(wildcards) for s in SEQS for n in names]
-    )
+def qc_pieces():
+    """Every batch x sequence's QC records, batch by batch (each batch's sequences in
+    SEQS order: the report keeps that order within a case)."""
+    return [
+        f"results/cohort/qc/{s}/{c}/batch{b}.json" for c, b in BATCH_KEYS for s in SEQS
+    ]
 
 
 def segmentation_outputs():

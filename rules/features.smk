@@ -9,7 +9,8 @@ Outputs: results/features/radiomics/{seq}/{center}/batch{batch}.parquet  pyradio
          results/features/deep/{seq}/{center}.parquet  ResNet features (deep.enabled)
          results/features/deep/{seq}/{center}.excluded.tsv  cases it could not process
          results/models/deep/crops/{seq}/{center}/batch{batch}.npz  ROI crops of one
-             extraction batch's training cases (radstudy.deep.crop_piece)
+             extraction batch's training cases (radstudy.deep.crop_piece; one job per
+             batch writes every sequence's)
          results/models/deep/{seq}.pt   ResNet trained on TRAINING cases (deep.weights: train),
              from the batches' crops
 extract_radiomics runs per batch of features.batch_size cases of one center (each
@@ -61,9 +62,11 @@ rule crop_deep:
     input:
         folders=deep_crop_inputs,
     output:
-        crops="results/models/deep/crops/{seq}/{center}/batch{batch}.npz",
+        crops=expand(
+            "results/models/deep/crops/{seq}/{{center}}/batch{{batch}}.npz", seq=SEQS
+        ),
     log:
-        "logs/crop_deep/{center}_{seq}_batch{batch}.log",
+        "logs/crop_deep/{center}_batch{batch}.log",
     conda:
         "../envs/deep.yaml"
     threads: 1
@@ -73,6 +76,7 @@ rule crop_deep:
     params:
         code=code_version("crop_deep"),
         rows=deep_crop_rows,
+        seqs=SEQS,
         cfg=config["deep"],
     script:
         "../scripts/crop_deep.py"

@@ -15,14 +15,11 @@ Outputs: results/cases/{seq}/{center}/batch{batch}/prepared/{case}/
          results/cases/{seq}/{center}/batch{batch}/normalised/{case}/
              image.nii.gz        normalised image (features use this)
              normalisation.json  what normalisation did
-         results/cohort/qc/{center}/batch{batch}.json  one batch's qc.json and
-             normalisation.json records (the report reads these, not every case's files)
+         results/cohort/qc/{seq}/{center}/batch{batch}.json  one batch x sequence's
+             qc.json and normalisation.json records, written by normalize_image (the
+             report reads these, not every case's files)
 A case that fails QC gets exclusion markers instead (radstudy.casestep).
 """
-
-
-localrules:
-    collect_qc,
 
 
 rule prepare_image:
@@ -100,6 +97,7 @@ rule normalize_image:
         unpack(normalization_inputs),
     output:
         normalised=directory("results/cases/{seq}/{center}/batch{batch}/normalised"),
+        records="results/cohort/qc/{seq}/{center}/batch{batch}.json",
     log:
         "logs/normalize_image/{center}_{seq}_batch{batch}.log",
     group:
@@ -113,26 +111,7 @@ rule normalize_image:
     params:
         code=code_version("normalize_image"),
         cases=normalization_cases,
+        rows=qc_rows,
         cfg=config["preprocess"],
     script:
         "../scripts/normalize_image.py"
-
-
-rule collect_qc:
-    input:
-        folders=qc_inputs,
-    output:
-        records="results/cohort/qc/{center}/batch{batch}.json",
-    log:
-        "logs/collect_qc/{center}_batch{batch}.log",
-    conda:
-        "../envs/stats.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    params:
-        code=code_version("collect_qc"),
-        rows=qc_rows,
-    script:
-        "../scripts/collect_qc.py"

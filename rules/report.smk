@@ -3,7 +3,7 @@
 Inputs:  cohort tables, exclusions, ICC, model cards, metrics, curves and per-center
          predictions (Kaplan-Meier with the number at risk) of every endpoint x
          model, harmonised tables (ComBat diagnostics), per-batch QC records
-         (results/cohort/qc/{center}/batch{batch}.json: never every case's files)
+         (results/cohort/qc/{seq}/{center}/batch{batch}.json: never every case's files)
 Outputs: results/report/report.html  one self-contained file (figures inlined)
          results/report/figures/     every figure of the report as PNG + SVG, and
                                      captions.tsv (file, caption): snakemake --report
@@ -45,7 +45,7 @@ rule render_report:
             center=CENTERS,
         ),
         segmentation=segmentation_outputs(),
-        qc=batch_pieces("results/cohort/qc/{center}/batch{batch}.json"),
+        qc=qc_pieces(),
     output:
         html=report(
             "results/report/report.html",

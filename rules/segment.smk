@@ -5,7 +5,8 @@ Outputs: results/cases/{seq}/{center}/batch{batch}/slic/{case}/  per extraction 
              mask_slic.nii.gz        SLIC superpixels + fuzzy c-means
              membership_slic.nii.gz  fuzzy membership (soft output)
          results/segmentation/{seq}/{center}/batch{batch}.json  per-case Dice, volumes and
-             entropy of one extraction batch (radstudy.agreement), merged into
+             entropy of one extraction batch (radstudy.agreement; one job per batch
+             writes every sequence's), merged into
          results/segmentation/{seq}/dice_pairwise.tsv, dice_matrix.tsv, volume_error.tsv,
              volume_summary.tsv, entropy.tsv   readers vs consensus vs methods
          results/segmentation/{seq}/overlay.png  best / median / worst case by Dice
@@ -48,9 +49,11 @@ rule measure_segmentation:
     input:
         folders=segmentation_folders,
     output:
-        piece="results/segmentation/{seq}/{center}/batch{batch}.json",
+        pieces=expand(
+            "results/segmentation/{seq}/{{center}}/batch{{batch}}.json", seq=SEQS
+        ),
     log:
-        "logs/measure_segmentation/{center}_{seq}_batch{batch}.log",
+        "logs/measure_segmentation/{center}_batch{batch}.log",
     conda:
         "../envs/imaging.yaml"
     threads: 1
@@ -59,9 +62,8 @@ rule measure_segmentation:
         runtime=10,
     params:
         code=code_version("measure_segmentation"),
-        masks=segmentation_mask_rows,
-        memberships=segmentation_membership_rows,
-        images=segmentation_image_rows,
+        rows=segmentation_rows,
+        seqs=SEQS,
         readers=HUMAN_READERS,
     script:
         "../scripts/measure_segmentation.py"

@@ -1,4 +1,5 @@
-"""Glue for rule crop_deep: ROI crops of one batch's training cases."""
+"""Glue for rule crop_deep: ROI crops of one batch's training cases, one file per
+sequence."""
 
 import sys
 
@@ -12,7 +13,8 @@ from radstudy.logs import setup_logging
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    crop_piece(sm.params.rows, sm.output.crops, sm.params.cfg)
+    for seq, out in zip(sm.params.seqs, sm.output.crops, strict=True):
+        crop_piece(sm.params.rows[seq], out, sm.params.cfg)
 
 
 main(snakemake)  # noqa: F821

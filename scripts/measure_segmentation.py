@@ -1,4 +1,5 @@
-"""Glue for rule measure_segmentation: per-case agreement pieces of one batch."""
+"""Glue for rule measure_segmentation: per-case agreement pieces of one batch, one per
+sequence."""
 
 import sys
 
@@ -12,9 +13,11 @@ from radstudy.logs import setup_logging
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    measure_segmentation(
-        sm.params.masks, sm.params.memberships, sm.params.images, sm.params.readers, sm.output.piece
-    )
+    for seq, out in zip(sm.params.seqs, sm.output.pieces, strict=True):
+        rows = sm.params.rows[seq]
+        measure_segmentation(
+            rows["masks"], rows["memberships"], rows["images"], sm.params.readers, out
+        )
 
 
 main(snakemake)  # noqa: F821

@@ -1,5 +1,6 @@
 """Glue for rule normalize_image: z-score in ROI or Nyul landmarks, one batch of cases x
-one sequence (each case in its own process: radstudy.casestep.run_case_batch)."""
+one sequence (each case in its own process: radstudy.casestep.run_case_batch), then the
+batch's QC records for the report (radstudy.qcrecords.qc_piece)."""
 
 import sys
 
@@ -10,6 +11,7 @@ sys.path.insert(0, snakemake.scriptdir)  # noqa: F821
 from radstudy.casestep import CaseJob, run_case_batch
 from radstudy.logs import setup_logging
 from radstudy.preprocess import normalize_case, warm_up
+from radstudy.qcrecords import qc_piece
 
 
 def main(sm) -> None:
@@ -34,6 +36,9 @@ def main(sm) -> None:
     }
     warm_up()
     run_case_batch(jobs, workers=sm.threads)
+    # the report's QC records of this batch x sequence (one small file, so the report
+    # never lists every case's files)
+    qc_piece(sm.params.rows, sm.output.records)
 
 
 main(snakemake)  # noqa: F821

@@ -78,7 +78,6 @@ def test_new_center_runs_only_its_own_jobs(incremental):
             "register_center",
             "extract_radiomics",
             "measure_segmentation",  # per-batch pieces of the cohort-level steps
-            "collect_qc",
             "measure_nyul",
             "crop_deep",
             "assemble_center",
@@ -100,7 +99,6 @@ def test_new_center_runs_only_its_own_jobs(incremental):
         "normalize_image",
         "extract_radiomics",
         "measure_segmentation",
-        "collect_qc",
         "harmonize_center",
         "predict_center",
         "render_report",
