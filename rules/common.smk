@@ -499,7 +499,7 @@ HUMAN_READERS = [r for r in READERS if r not in config["cohort"]["repeats"]]
 
 
 def segmentation_rows(wildcards):
-    """Per sequence, what rule measure_segmentation reads of one batch: ``masks``
+    """Per sequence, what measure_segmentation reads of one batch - ``masks``
     [case, name, path] of every reader / pseudo-reader, ``memberships`` [case, name,
     path] of the pseudo-readers, ``images`` [case, path] of the prepared image (the
     agreement's overlay figure)."""
