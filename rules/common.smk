@@ -298,9 +298,8 @@ def slic_cases(wildcards):
 # ------------------------------------------------- per-batch pieces of cohort-level jobs
 # A cohort-level job lists one small piece per extraction batch (written by a per-batch
 # job: measure_nyul, measure_segmentation, crop_deep, normalize_image's QC records),
-# never every case's
-# files: its input list grows with the batches, and planning with the cohort (README
-# "Very large cohorts"; tests/integration/test_dag_scale.py).
+# never every case's files: its input list grows with the batches, and planning with
+# the cohort (README "Very large cohorts"; tests/integration/test_dag_scale.py).
 BATCH_KEYS = [(c, b) for c in CENTERS for b in BATCHES[c]]
 TRAIN_BATCH_KEYS = [
     (c, b) for c, b in BATCH_KEYS if any(x in TRAIN_SET for x in BATCHES[c][b])

@@ -76,7 +76,6 @@ rule crop_deep:
     params:
         code=code_version("crop_deep"),
         rows=deep_crop_rows,
-        seqs=SEQS,
         cfg=config["deep"],
     script:
         "../scripts/crop_deep.py"

@@ -63,7 +63,6 @@ rule measure_segmentation:
     params:
         code=code_version("measure_segmentation"),
         rows=segmentation_rows,
-        seqs=SEQS,
         readers=HUMAN_READERS,
     script:
         "../scripts/measure_segmentation.py"

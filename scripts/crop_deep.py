@@ -13,8 +13,9 @@ from radstudy.logs import setup_logging
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    for seq, out in zip(sm.params.seqs, sm.output.crops, strict=True):
-        crop_piece(sm.params.rows[seq], out, sm.params.cfg)
+    # rows are keyed by sequence in the outputs' order (SEQS)
+    for rows, out in zip(sm.params.rows.values(), sm.output.crops, strict=True):
+        crop_piece(rows, out, sm.params.cfg)
 
 
 main(snakemake)  # noqa: F821

@@ -13,8 +13,8 @@ from radstudy.logs import setup_logging
 
 def main(sm) -> None:
     setup_logging(sm.log[0])
-    for seq, out in zip(sm.params.seqs, sm.output.pieces, strict=True):
-        rows = sm.params.rows[seq]
+    # rows are keyed by sequence in the outputs' order (SEQS)
+    for rows, out in zip(sm.params.rows.values(), sm.output.pieces, strict=True):
         measure_segmentation(
             rows["masks"], rows["memberships"], rows["images"], sm.params.readers, out
         )

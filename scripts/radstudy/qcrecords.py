@@ -1,9 +1,10 @@
 """The report's preprocessing records, gathered per extraction batch.
 
 Rule normalize_image, after normalising one batch x sequence, reads its cases' qc.json
-and normalisation.json files into one small file (:func:`qc_piece`); the report reads those (:func:`read_qc_pieces`), so
-its input list grows with the batches, never with every case x sequence (a cohort
-job listing every case's files makes planning grow faster than the cohort).
+and normalisation.json files into one small file (:func:`qc_piece`); the report reads
+those (:func:`read_qc_pieces`), so its input list grows with the batches, never with
+every case x sequence (a cohort job listing every case's files makes planning grow
+faster than the cohort).
 """
 
 from __future__ import annotations
